@@ -1,0 +1,45 @@
+# liqsim: two commands do all set-up on a fresh machine (Python 3.11, make, Node 20).
+#   make run    - create the venv, install, run the default simulation
+#   make test   - create the venv, install Python and npm packages, run the test suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+NODE_STAMP := node_modules/.installed-stamp
+SCENARIO ?= scenarios/default.toml
+SEED ?= 1
+OUT ?= runs/default-seed$(SEED)
+
+.PHONY: run demo test lint contracts bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/liqsim run $(SCENARIO) --seed $(SEED) --out $(OUT)
+
+demo: $(STAMP)
+	$(VENV)/bin/liqsim demo
+
+test: $(STAMP) $(NODE_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+contracts: $(NODE_STAMP)
+	node contracts/compile.mjs
+
+bench: $(STAMP)
+	$(PY) benchmarks/block_market.py
+
+clean:
+	rm -rf $(VENV) node_modules

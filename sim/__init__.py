@@ -1,0 +1,1 @@
+"""liqsim: agent-based liquidation-cascade simulation on real contracts."""

@@ -1,0 +1,412 @@
+"""Deploy a whole margin system (token, oracle feeds, venues, exchange, markets) on a chain session.
+
+Everything is driven by one :class:`SystemConfig`. Every transaction carries an explicit gas
+limit (never estimated); set-up transactions are mined in blocks through the session, so the
+genesis timestamp and block times stay deterministic.
+
+Units: prices ``_e8`` (8 decimals), collateral ``_units`` (6 decimals), base sizes 18 decimals,
+fractions ``_ppm`` (parts per million).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from eth_abi import encode as abi_encode
+from web3.contract import Contract
+
+from sim.artifacts import all_abi_entries, load_artifact
+from sim.backend import MinedTx
+from sim.chain import ChainSession
+from sim.txrecord import ErrorDecoder
+
+USD = 10**6  # collateral units per dollar
+BASE = 10**18  # base units per whole coin
+PPM = 10**6
+PRICE_SCALE = 10**8
+
+MARGIN_PRICE_SOURCES = {"index": 0, "mark": 1}
+
+
+@dataclass(frozen=True)
+class GasLimits:
+    """Explicit gas limits per call kind (never estimated). Generous upper bounds."""
+
+    deploy: int = 5_000_000
+    admin: int = 400_000
+    mint: int = 100_000
+    approve: int = 80_000
+    open_subaccount: int = 120_000
+    deposit: int = 150_000
+    withdraw: int = 250_000
+    transfer: int = 250_000
+    trade: int = 400_000
+    report: int = 120_000
+    liquidate_base: int = 250_000
+    liquidate_per_market: int = 150_000
+
+    def liquidate(self, n_markets: int) -> int:
+        """Gas limit for liquidating an account holding ``n_markets`` positions."""
+        return self.liquidate_base + self.liquidate_per_market * max(1, n_markets)
+
+
+@dataclass(frozen=True)
+class MarketSpec:
+    """One perpetual market: oracle, venue depth and risk parameters."""
+
+    name: str
+    initial_price_e8: int
+    initial_margin_ppm: int = 50_000
+    maintenance_margin_ppm: int = 30_000
+    liquidation_penalty_ppm: int = 15_000
+    liquidator_share_ppm: int = 500_000
+    venue_depth_units: int = 50_000_000 * USD  # virtual quote reserve of the AMM
+    max_oracle_age_s: int = 0
+    margin_price: str = "index"
+    funding_period_s: int = 0
+    funding_cap_ppm: int = 0
+
+    def __post_init__(self) -> None:
+        where = f"market {self.name!r}"
+        if self.initial_price_e8 <= 0:
+            raise ValueError(f"{where}: initial_price_e8 must be > 0")
+        if not 0 < self.maintenance_margin_ppm < self.initial_margin_ppm <= PPM:
+            raise ValueError(f"{where}: need 0 < maintenance < initial <= 1e6 ppm")
+        if (
+            not 0 <= self.liquidation_penalty_ppm <= PPM
+            or not 0 <= self.liquidator_share_ppm <= PPM
+        ):
+            raise ValueError(f"{where}: penalty and liquidator share must be in [0, 1e6] ppm")
+        if self.margin_price not in MARGIN_PRICE_SOURCES:
+            raise ValueError(f"{where}: margin_price must be 'index' or 'mark'")
+        if self.venue_depth_units <= 0:
+            raise ValueError(f"{where}: venue_depth_units must be > 0")
+
+    @property
+    def venue_base_reserve(self) -> int:
+        """Base reserve that puts the AMM's price at the initial price: base = quote * 1e20 / p."""
+        return self.venue_depth_units * 10**20 // self.initial_price_e8
+
+    def params_tuple(self) -> tuple[int, ...]:
+        """The ``MarketParams`` struct as the contract expects it."""
+        return (
+            self.initial_margin_ppm,
+            self.maintenance_margin_ppm,
+            self.liquidation_penalty_ppm,
+            self.liquidator_share_ppm,
+            self.max_oracle_age_s,
+            MARGIN_PRICE_SOURCES[self.margin_price],
+            self.funding_period_s,
+            self.funding_cap_ppm,
+        )
+
+
+def default_markets() -> tuple[MarketSpec, ...]:
+    """An ETH-like and a BTC-like market with dYdX v3-like 5% / 3% margins."""
+    return (
+        MarketSpec(name="ETH", initial_price_e8=2_000 * PRICE_SCALE),
+        MarketSpec(
+            name="BTC", initial_price_e8=60_000 * PRICE_SCALE, venue_depth_units=100_000_000 * USD
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    """Everything needed to deploy one system."""
+
+    markets: tuple[MarketSpec, ...] = field(default_factory=default_markets)
+    insurance_fund_units: int = 1_000_000 * USD
+    counterparty_fund_units: int = 100_000_000 * USD
+    deployer_index: int = 0  # index into the session's dev accounts
+    reporter_index: int = 1
+    gas: GasLimits = field(default_factory=GasLimits)
+
+    def __post_init__(self) -> None:
+        if not self.markets:
+            raise ValueError("SystemConfig.markets: at least one market is required")
+        names = [m.name for m in self.markets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"SystemConfig.markets: duplicate market names {names}")
+        if self.insurance_fund_units < 0 or self.counterparty_fund_units < 0:
+            raise ValueError("SystemConfig: fund sizes must be >= 0")
+
+
+class TxFailed(RuntimeError):
+    """A set-up or helper transaction reverted; ``reason`` is the decoded custom error."""
+
+    def __init__(self, label: str, reason: str, mined: MinedTx):
+        super().__init__(f"{label} reverted: {reason}")
+        self.label = label
+        self.reason = reason
+        self.mined = mined
+
+
+@dataclass(frozen=True)
+class Call:
+    """A contract call to sign: who sends it, where to, the calldata and its gas limit."""
+
+    sender: str
+    to: str
+    data: bytes
+    gas: int
+    label: str = ""
+
+
+@dataclass
+class System:
+    """Handles to a deployed system on a :class:`ChainSession`."""
+
+    session: ChainSession
+    config: SystemConfig
+    deployer: str
+    reporter: str
+    token: Contract
+    exchange: Contract
+    feeds: list[Contract]
+    venues: list[Contract]
+
+    @property
+    def market_names(self) -> list[str]:
+        """Market names in market-id order."""
+        return [m.name for m in self.config.markets]
+
+    def call_data(self, contract: Contract, fn: str, *args: Any) -> bytes:
+        """ABI-encode ``fn(*args)`` on ``contract``."""
+        return bytes.fromhex(contract.encode_abi(fn, args=list(args))[2:])
+
+    def call(
+        self, sender: str, contract: Contract, fn: str, *args: Any, gas: int, label: str = ""
+    ) -> Call:
+        """A :class:`Call` of ``fn(*args)`` with an explicit gas limit."""
+        return Call(sender, contract.address, self.call_data(contract, fn, *args), gas, label or fn)
+
+    def send(self, call: Call) -> MinedTx:
+        """Mine ``call`` alone in the next block; raise :class:`TxFailed` if it reverts."""
+        return self.send_batch([call])[0]
+
+    def try_send(self, call: Call) -> MinedTx:
+        """Mine ``call`` alone in the next block and return its receipt, reverted or not."""
+        return self.session.transact(call.sender, call.to, call.data, call.gas, require_success=False)
+
+    def send_batch(self, calls: Sequence[Call], check: bool = True) -> list[MinedTx]:
+        """Mine ``calls`` in order, packing as many per block as the gas limit allows."""
+        mined: list[MinedTx] = []
+        limit = (
+            self.session.backend.head().gas_limit
+            if hasattr(self.session.backend.head(), "gas_limit")
+            else 30_000_000
+        )
+        block: list[Call] = []
+        used = 0
+        for c in calls:
+            if block and used + c.gas > limit:
+                mined.extend(self._mine(block))
+                block, used = [], 0
+            block.append(c)
+            used += c.gas
+        if block:
+            mined.extend(self._mine(block))
+        if check:
+            for c, m in zip(calls, mined, strict=True):
+                if m.status != 1:
+                    raise TxFailed(c.label, revert_name(m.revert_data), m)
+        return mined
+
+    def _mine(self, calls: Sequence[Call]) -> list[MinedTx]:
+        base_fee = self.session.chain_base_fee_wei()
+        signed = [
+            self.session.sign(
+                c.sender,
+                c.to,
+                c.data,
+                c.gas,
+                max_fee_per_gas_wei=2 * base_fee + 1,
+                max_priority_fee_per_gas_wei=0,
+            )
+            for c in calls
+        ]
+        return list(self.session.mine(signed).txs)
+
+    # ------------------------------------------------------------ convenience
+
+    def fund_trader_calls(self, trader: str, units: int) -> list[Call]:
+        """Mint ``units`` collateral to ``trader`` and approve the exchange for all of it."""
+        g = self.config.gas
+        return [
+            self.call(self.deployer, self.token, "mint", trader, units, gas=g.mint),
+            self.call(
+                trader, self.token, "approve", self.exchange.address, 2**256 - 1, gas=g.approve
+            ),
+        ]
+
+    def open_account_calls(
+        self, owner: str, subaccount: int, mode: str, market: int, deposit_units: int
+    ) -> list[Call]:
+        """Open a subaccount (``mode`` "cross" or "isolated") and deposit into it."""
+        g = self.config.gas
+        mode_id = {"cross": 1, "isolated": 2}[mode]
+        calls = [
+            self.call(
+                owner,
+                self.exchange,
+                "openSubaccount",
+                subaccount,
+                mode_id,
+                market,
+                gas=g.open_subaccount,
+            )
+        ]
+        if deposit_units > 0:
+            calls.append(
+                self.call(owner, self.exchange, "deposit", subaccount, deposit_units, gas=g.deposit)
+            )
+        return calls
+
+    def trade_call(
+        self,
+        owner: str,
+        subaccount: int,
+        market: int,
+        size_base: int,
+        limit_price_e8: int | None = None,
+    ) -> Call:
+        """Trade ``size_base`` (18 decimals, signed); no limit means any price."""
+        if limit_price_e8 is None:
+            limit_price_e8 = 2**255 if size_base > 0 else 0
+        return self.call(
+            owner,
+            self.exchange,
+            "trade",
+            subaccount,
+            market,
+            size_base,
+            limit_price_e8,
+            gas=self.config.gas.trade,
+        )
+
+    def report_call(self, market: int, price_e8: int) -> Call:
+        """The reporter writes ``price_e8`` to the market's feed."""
+        return self.call(
+            self.reporter, self.feeds[market], "report", price_e8, gas=self.config.gas.report
+        )
+
+    def liquidate_call(
+        self, liquidator: str, owner: str, subaccount: int, n_markets: int = 1
+    ) -> Call:
+        """Liquidate ``(owner, subaccount)``."""
+        return self.call(
+            liquidator,
+            self.exchange,
+            "liquidate",
+            owner,
+            subaccount,
+            gas=self.config.gas.liquidate(n_markets),
+        )
+
+    def health(self, owner: str, subaccount: int) -> dict[str, Any]:
+        """``accountHealth`` as a dict (equity, requirements, notional, liquidatable)."""
+        h = self.exchange.functions.accountHealth(owner, subaccount).call()
+        return dict(
+            zip(
+                (
+                    "equity",
+                    "initial_requirement",
+                    "maintenance_requirement",
+                    "notional",
+                    "liquidatable",
+                ),
+                h,
+                strict=True,
+            )
+        )
+
+
+@cache
+def error_decoder() -> ErrorDecoder:
+    """Decoder of every liqsim contract's custom errors (plus Error(string) and Panic)."""
+    return ErrorDecoder(all_abi_entries("error"))
+
+
+def revert_name(revert_data: bytes) -> str:
+    """The custom error's name for ``revert_data`` ('' when there is none)."""
+    return error_decoder().decode(revert_data).name
+
+
+def _contract(session: ChainSession, name: str, address: str) -> Contract:
+    return session.w3.eth.contract(address=address, abi=list(load_artifact(name).abi))
+
+
+def _deploy(session: ChainSession, sender: str, name: str, *args: Any, gas: int) -> Contract:
+    art = load_artifact(name)
+    ctor = next((e for e in art.abi if e["type"] == "constructor"), {"inputs": []})
+    data = art.bytecode + abi_encode([p["type"] for p in ctor["inputs"]], list(args))
+    return _contract(session, name, session.deploy(sender, data, gas))
+
+
+def deploy_system(session: ChainSession, config: SystemConfig | None = None) -> System:
+    """Deploy token, exchange, one oracle feed and one virtual AMM per market, list the markets,
+    authorize the reporter, write each market's initial price and seed the insurance and
+    counterparty funds. Returns handles to everything."""
+    config = config or SystemConfig()
+    g = config.gas
+    deployer = session.accounts[config.deployer_index].address
+    reporter = session.accounts[config.reporter_index].address
+    token = _deploy(session, deployer, "CollateralToken", "Liq USD", "lUSD", deployer, gas=g.deploy)
+    exchange = _deploy(session, deployer, "MarginExchange", token.address, deployer, gas=g.deploy)
+    feeds, venues = [], []
+    for m in config.markets:
+        feeds.append(
+            _deploy(session, deployer, "OracleFeed", f"{m.name} / USD", deployer, gas=g.deploy)
+        )
+        venues.append(
+            _deploy(
+                session,
+                deployer,
+                "VirtualAmm",
+                exchange.address,
+                m.venue_base_reserve,
+                m.venue_depth_units,
+                gas=g.deploy,
+            )
+        )
+    system = System(session, config, deployer, reporter, token, exchange, feeds, venues)
+    calls: list[Call] = []
+    for i, m in enumerate(config.markets):
+        calls.append(system.call(deployer, feeds[i], "setReporter", reporter, True, gas=g.admin))
+        calls.append(system.report_call(i, m.initial_price_e8))
+        calls.append(
+            system.call(
+                deployer,
+                exchange,
+                "addMarket",
+                feeds[i].address,
+                venues[i].address,
+                m.params_tuple(),
+                gas=g.admin,
+            )
+        )
+    funds = config.insurance_fund_units + config.counterparty_fund_units
+    if funds:
+        calls += system.fund_trader_calls(deployer, funds)
+    if config.insurance_fund_units:
+        calls.append(
+            system.call(
+                deployer, exchange, "depositInsurance", config.insurance_fund_units, gas=g.deposit
+            )
+        )
+    if config.counterparty_fund_units:
+        calls.append(
+            system.call(
+                deployer,
+                exchange,
+                "fundCounterparty",
+                config.counterparty_fund_units,
+                gas=g.deposit,
+            )
+        )
+    system.send_batch(calls)
+    return system
