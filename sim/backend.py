@@ -46,7 +46,7 @@ class ChainError(Exception):
     """The chain refused a block or a transaction; the message names the cause."""
 
 
-class CallReverted(ChainError):
+class CallReverted(ChainError):  # noqa: N818 (name fixed by the sim API)
     """A read-only call reverted (or failed); ``revert_data`` holds the raw revert bytes."""
 
     def __init__(self, message: str, revert_data: bytes) -> None:
@@ -243,7 +243,7 @@ class _ViewExecutor:
         return self._chain.get_vm(header.copy(base_fee_per_gas=0)).state
 
     def execute(
-        self, sender: bytes, to: bytes, data: bytes, value: int, gas: int, header: Any = None
+        self, *, sender: bytes, to: bytes, data: bytes, value: int, gas: int, header: Any = None
     ) -> ComputationAPI:
         state = self.state(header)
         unsigned = self._chain.get_transaction_builder().new_unsigned_dynamic_fee_transaction(
@@ -410,7 +410,14 @@ class PyEVMBackend:
             raise self._explain_invalid_block(pending_header, txs, raw_txs, exc) from exc
         header = result.imported_block.header
         mined = tuple(
-            self._mined_tx(i, raw, tx, receipts, computations[i], base_fee_wei)
+            self._mined_tx(
+                index=i,
+                raw=raw,
+                tx=tx,
+                receipts=receipts,
+                computation=computations[i],
+                base_fee_wei=base_fee_wei,
+            )
             for i, (raw, tx) in enumerate(zip(raw_txs, txs, strict=True))
         )
         return MinedBlock(
@@ -467,6 +474,7 @@ class PyEVMBackend:
 
     def _mined_tx(
         self,
+        *,
         index: int,
         raw: bytes,
         tx: SignedTransactionAPI,
@@ -503,14 +511,11 @@ class PyEVMBackend:
         )
 
 
-_BACKENDS: dict[str, Callable[[GenesisConfig], ChainBackend]] = {"pyevm": PyEVMBackend}
+BACKEND_NAMES = ("pyevm",)
 
 
 def make_backend(name: str, genesis: GenesisConfig) -> ChainBackend:
-    """Build the chain backend called ``name`` ("pyevm")."""
-    factory = _BACKENDS.get(name)
-    if factory is None:
-        raise ChainError(
-            f"unknown chain backend {name!r}; available: {', '.join(sorted(_BACKENDS))}"
-        )
-    return factory(genesis)
+    """Build the chain backend called ``name`` (one of ``BACKEND_NAMES``)."""
+    if name == "pyevm":
+        return PyEVMBackend(genesis)
+    raise ChainError(f"unknown chain backend {name!r}; available: {', '.join(BACKEND_NAMES)}")

@@ -45,9 +45,7 @@ SKIP_NONCE_GAP = "nonce_gap"
 
 def effective_priority_fee_wei(entry: PendingTx, base_fee_wei: int) -> int:
     signed = entry.signed
-    return min(
-        signed.max_priority_fee_per_gas_wei, signed.max_fee_per_gas_wei - base_fee_wei
-    )
+    return min(signed.max_priority_fee_per_gas_wei, signed.max_fee_per_gas_wei - base_fee_wei)
 
 
 @dataclass(frozen=True)

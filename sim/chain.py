@@ -51,7 +51,7 @@ TRANSFER_GAS = 21_000
 ERROR_STRING_SELECTOR = bytes.fromhex("08c379a0")
 
 
-class TxReverted(ChainError):
+class TxRevertedError(ChainError):
     """A set-up transaction (``transact``/``deploy``) was mined but reverted."""
 
     def __init__(self, message: str, mined: MinedTx) -> None:
@@ -201,7 +201,7 @@ class ChainSession:
 
     # -- signing -------------------------------------------------------------------------------
 
-    def sign(
+    def sign(  # noqa: PLR0917 (positional order fixed by the sim API)
         self,
         sender: str,
         to: str | None,
@@ -221,7 +221,12 @@ class ChainSession:
         """
         sender = self._known(sender)
         self._check_tx_shape(
-            to, data, gas, max_fee_per_gas_wei, max_priority_fee_per_gas_wei, value_wei
+            to=to,
+            data=data,
+            gas=gas,
+            max_fee_per_gas_wei=max_fee_per_gas_wei,
+            max_priority_fee_per_gas_wei=max_priority_fee_per_gas_wei,
+            value_wei=value_wei,
         )
         issued = self._next_nonce.get(sender, 0)
         if nonce is None:
@@ -274,6 +279,7 @@ class ChainSession:
 
     def _check_tx_shape(
         self,
+        *,
         to: str | None,
         data: bytes,
         gas: int,
@@ -348,14 +354,14 @@ class ChainSession:
         """Sign and mine a one-transaction block at the chain's own base fee, no priority fee.
 
         For set-up only: the sender must have no transaction waiting in a mempool. Raises
-        ``TxReverted`` on revert unless ``require_success`` is False.
+        ``TxRevertedError`` on revert unless ``require_success`` is False.
         """
         base_fee = self.chain_base_fee_wei()
         signed = self.sign(sender, to, data, gas, base_fee, 0, value_wei)
         mined = self.mine([signed], base_fee_wei=base_fee).txs[0]
         if mined.status == 0 and require_success:
             target = "contract creation" if to is None else f"call to {to}"
-            raise TxReverted(
+            raise TxRevertedError(
                 f"{target} from {sender} reverted ({mined.failure}): "
                 f"{describe_revert(mined.revert_data)}",
                 mined,
@@ -363,7 +369,7 @@ class ChainSession:
         return mined
 
     def deploy(self, sender: str, bytecode_with_args: bytes, gas: int) -> str:
-        """Deploy a contract; returns its checksum address, raises ``TxReverted``."""
+        """Deploy a contract; returns its checksum address, raises ``TxRevertedError``."""
         mined = self.transact(sender, None, bytecode_with_args, gas)
         assert mined.contract_address is not None
         return mined.contract_address

@@ -54,6 +54,7 @@ __all__ = [
     "to_toml",
     "type_name",
     "unknown_key",
+    "with_defaults",
 ]
 
 
@@ -427,6 +428,45 @@ def _convert_tuple(tp: Any, value: object, path: str) -> tuple:
         raise ConfigError(path, f"expected an array of {len(args)} items, got {len(value)}")
     return tuple(
         _convert(a, v, join_path(path, i)) for i, (a, v) in enumerate(zip(args, value, strict=True))
+    )
+
+
+def with_defaults(cls: type, mapping: object) -> Any:
+    """``mapping`` with every missing key filled in from the schema defaults, recursively
+    (items of arrays of tables included), *without* validating anything: unknown keys and
+    wrong values are kept for :func:`load` to report. Lets overrides address defaulted keys of
+    a mapping that is not valid on its own."""
+    if not isinstance(mapping, Mapping):
+        return mapping
+    hints = _hints(cls)
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        tp = _optional_inner(hints[f.name]) or hints[f.name]
+        element = _tuple_element(tp)
+        if f.name in mapping:
+            value = mapping[f.name]
+            if dataclasses.is_dataclass(tp):
+                value = with_defaults(tp, value)
+            elif _is_table_list(element, value):
+                value = [with_defaults(element, v) for v in value]
+            out[f.name] = value
+        elif f.default is not MISSING:
+            if f.default is not None:
+                out[f.name] = to_dict(f.default)
+        elif f.default_factory is not MISSING:
+            out[f.name] = to_dict(f.default_factory())
+    for key, value in mapping.items():
+        out.setdefault(key, value)
+    return out
+
+
+def _is_table_list(element: Any, value: object) -> bool:
+    return (
+        element is not None
+        and dataclasses.is_dataclass(element)
+        and isinstance(value, list | tuple)
     )
 
 

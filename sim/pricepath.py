@@ -11,7 +11,8 @@ external price at block ``b`` (row 0 is the initial price).
 - :func:`read_price_csv`: a scripted series, one column per market, one row per block.
 - :class:`ExternalMarket`: the pre-drawn exogenous path plus the decaying price impact of agents'
   external trades; the price agents and the oracle reporter observe.
-- :class:`BackgroundDemand`: exogenous demand for block space, rising with the crash.
+- :class:`BackgroundProfile`: exogenous demand for block space, rising with the crash
+  (feed it to the block builder as ``sim.feemarket`` background bids).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SECONDS_PER_YEAR",
-    "BackgroundDemand",
+    "BackgroundProfile",
     "ExternalMarket",
     "PricePathError",
     "correlation_factor",
@@ -75,7 +76,7 @@ def correlation_matrix(
 
 
 def correlation_factor(corr: np.ndarray) -> np.ndarray:
-    """A lower-triangular-ish factor ``L`` with ``L @ L.T == corr``.
+    """A factor ``L`` with ``L @ L.T == corr`` (correlated normals are ``z @ L.T``).
 
     Cholesky when ``corr`` is positive definite; for a positive semi-definite but singular matrix
     (e.g. correlation 1) a factor from the eigen-decomposition. Raises :class:`PricePathError`
@@ -473,7 +474,8 @@ class ExternalMarket:
         return value
 
     def price_e8(self, market: str | int, block: int) -> int:
-        """:meth:`price` in the oracle's units (USD x 1e8, rounded to nearest, at least 1)."""
+        """:meth:`price` in the oracle's units (USD x 1e8, rounded to nearest); a price that
+        rounds to 0 raises :class:`PricePathError`."""
         value = round(self.price(market, block) * 1e8)
         if value <= 0:
             i = self.index(market)
@@ -518,8 +520,14 @@ def _gwei_to_wei(gwei: float) -> int:
 
 
 @dataclass(frozen=True, eq=False)
-class BackgroundDemand:
+class BackgroundProfile:
     """Exogenous demand for block space per block (scenario section ``[background]``).
+
+    For the block builder (``sim.feemarket.BackgroundDemand`` is a callable
+    ``(step, base_fee_wei) -> bids``)::
+
+        profile = BackgroundProfile.from_scenario(scenario)
+        background = lambda step, base_fee: (BackgroundBid(*profile.at(step, base_fee)),)
 
     Utilisation ``u(b) = base + (crash - base) * intensity(b)`` where the intensity follows the
     crash window (:func:`crash_intensity`). Gas demanded is ``u(b) * block_gas_limit`` times
@@ -537,7 +545,7 @@ class BackgroundDemand:
     intensity: np.ndarray  # shape (blocks + 1,)
 
     @classmethod
-    def from_scenario(cls, scenario: Scenario) -> BackgroundDemand:
+    def from_scenario(cls, scenario: Scenario) -> BackgroundProfile:
         bg, crash = scenario.background, scenario.crash
         intensity = crash_intensity(
             scenario.run.blocks,

@@ -15,6 +15,7 @@ contracts' integer units happens at the chain boundary.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
@@ -32,6 +33,7 @@ from sim.config import (
     parse_override,
     to_dict,
     to_toml,
+    with_defaults,
 )
 from sim.pricepath import PricePathError, correlation_factor, correlation_matrix
 
@@ -406,7 +408,8 @@ class Traders:
     )
     entry_window_blocks: int = param(
         240,
-        "Traders open their positions at blocks drawn uniformly in [0, this).",
+        "Traders open their positions at blocks drawn uniformly in [0, this) (those drawn after "
+        "the last block never trade).",
         unit="blocks",
         ge=1,
     )
@@ -618,11 +621,6 @@ class Scenario:
                 f"fit in the run (run.blocks = {blocks}); move or shorten the crash, or set "
                 f"crash.enabled = false",
             )
-        if self.traders.entry_window_blocks > blocks:
-            raise ConfigError(
-                "traders.entry_window_blocks",
-                f"must be <= run.blocks ({blocks}), got {self.traders.entry_window_blocks}",
-            )
 
     def _validate_correlation(self) -> None:
         pp = self.price_path
@@ -671,6 +669,10 @@ class Scenario:
         """First block after the crash window."""
         return self.crash.start_block + self.crash.duration_blocks
 
+    def fingerprint(self) -> str:
+        """SHA-256 of the resolved TOML: equal for equal scenarios (e.g. to key sweep runs)."""
+        return hashlib.sha256(self.to_toml().encode("utf-8")).hexdigest()
+
     def to_dict(self) -> dict[str, Any]:
         """The resolved scenario as plain data (keys in schema order)."""
         return to_dict(self)
@@ -712,10 +714,10 @@ def _join_sources(*sources: str) -> str:
 
 
 def _with_csv_base(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
-    pp = data.get("price_path", {})
-    csv_path = pp.get("csv_path", "")
-    if csv_path and not Path(csv_path).is_absolute():
-        pp = {**pp, "csv_path": str((base_dir / csv_path).absolute())}
+    pp = data.get("price_path")
+    csv_path = pp.get("csv_path") if isinstance(pp, Mapping) else None
+    if isinstance(csv_path, str) and csv_path and not Path(csv_path).is_absolute():
+        pp = {**pp, "csv_path": str((base_dir / csv_path).absolute())}  # type: ignore[dict-item]
         data = {**data, "price_path": pp}
     return data
 
@@ -727,32 +729,35 @@ def scenario_from_mapping(
     source: str = "",
     base_dir: str | Path | None = None,
 ) -> Scenario:
-    """Validate ``mapping`` (e.g. parsed TOML) into a :class:`Scenario`, then apply overrides.
+    """Validate ``mapping`` (e.g. parsed TOML) with ``overrides`` applied into a
+    :class:`Scenario`.
 
-    ``source`` names the origin in error messages; ``base_dir`` resolves a relative
-    ``price_path.csv_path`` from the mapping (one set by an override is resolved against the
-    working directory). A csv file that does not exist is an error.
+    Overrides may address any schema key, including ones the mapping leaves to their
+    defaults; the mapping need only be valid once they are applied. ``source`` names the
+    origin in error messages (an error caused by an override names the override too).
+    ``base_dir`` resolves a relative ``price_path.csv_path`` from the mapping; one set by an
+    override is resolved against the working directory. A missing CSV file is an error.
     """
     overrides = list(overrides)
-    try:
-        scenario = load(Scenario, mapping)
-    except ConfigError as err:
-        raise _as_scenario_error(err, source) from None
-    data = to_dict(scenario)
+    data = with_defaults(Scenario, mapping)
     if base_dir is not None:
         data = _with_csv_base(data, Path(base_dir))
     for text in overrides:
         try:
             data = apply_overrides(data, [text])
         except ConfigError as err:
-            where = _join_sources(source, f"override {text!r}")
-            raise _as_scenario_error(err, where) from None
+            raise _as_scenario_error(err, _join_sources(source, f"override {text!r}")) from None
     data = _with_csv_base(data, Path.cwd())
     try:
         scenario = load(Scenario, data)
     except ConfigError as err:
         text = _override_for(err, overrides)
-        where = _join_sources(source, f"override {text!r}" if text is not None else "")
+        if text is not None:
+            where = _join_sources(source, f"override {text!r}")
+        elif overrides:
+            where = _join_sources(source, "with overrides " + ", ".join(map(repr, overrides)))
+        else:
+            where = source
         raise _as_scenario_error(err, where) from None
     pp = scenario.price_path
     if pp.kind == "csv" and not Path(pp.csv_path).is_file():

@@ -36,7 +36,7 @@ def _abi_type(param: Mapping[str, Any]) -> str:
     if not kind.startswith("tuple"):
         return kind
     inner = ",".join(_abi_type(component) for component in param.get("components", ()))
-    return f"({inner}){kind[len('tuple'):]}"
+    return f"({inner}){kind[len('tuple') :]}"
 
 
 class ErrorDecoder:

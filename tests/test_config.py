@@ -23,6 +23,7 @@ from sim.config import (
     parse_override,
     to_dict,
     to_toml,
+    with_defaults,
 )
 
 
@@ -67,7 +68,9 @@ def error(mapping, cls=Root) -> str:
 
 
 def test_defaults_and_nested_values():
-    root = load(Root, {"traders": {"count": 3}, "legs": [{"name": "a"}, {"name": "b", "weight": 0}]})
+    root = load(
+        Root, {"traders": {"count": 3}, "legs": [{"name": "a"}, {"name": "b", "weight": 0}]}
+    )
     assert root.traders.count == 3
     assert root.traders.leverage_max == 5.0
     assert root.legs == (Leg("a", 1.0), Leg("b", 0.0))
@@ -76,7 +79,9 @@ def test_defaults_and_nested_values():
 
 
 def test_bound_error_names_dotted_path():
-    assert error({"traders": {"leverage_max": 0.5}}) == "traders.leverage_max: must be >= 1, got 0.5"
+    assert (
+        error({"traders": {"leverage_max": 0.5}}) == "traders.leverage_max: must be >= 1, got 0.5"
+    )
     assert error({"legs": [{"name": "a"}, {"name": "b", "weight": 1.5}]}) == (
         "legs.1.weight: must be between 0 and 1, got 1.5"
     )
@@ -94,17 +99,33 @@ def test_unknown_key_suggests_spelling():
 @pytest.mark.parametrize(
     ("mapping", "message"),
     [
-        ({"traders": {"leverage_max": "abc"}}, "traders.leverage_max: expected a number, got string 'abc'"),
-        ({"traders": {"leverage_max": True}}, "traders.leverage_max: expected a number, got boolean true"),
+        (
+            {"traders": {"leverage_max": "abc"}},
+            "traders.leverage_max: expected a number, got string 'abc'",
+        ),
+        (
+            {"traders": {"leverage_max": True}},
+            "traders.leverage_max: expected a number, got boolean true",
+        ),
         ({"traders": {"count": 2.5}}, "traders.count: expected an integer, got float 2.5"),
         ({"traders": {"count": False}}, "traders.count: expected an integer, got boolean false"),
-        ({"traders": {"enabled": 1}}, "traders.enabled: expected a boolean (true or false), got integer 1"),
-        ({"traders": {"mode": "crss"}}, "traders.mode: expected one of 'cross', 'isolated', got string 'crss' (did you mean 'cross'?)"),
+        (
+            {"traders": {"enabled": 1}},
+            "traders.enabled: expected a boolean (true or false), got integer 1",
+        ),
+        (
+            {"traders": {"mode": "crss"}},
+            "traders.mode: expected one of 'cross', 'isolated', got string 'crss' "
+            "(did you mean 'cross'?)",
+        ),
         ({"traders": 3}, "traders: expected a table, got integer 3"),
         ({"legs": {"name": "a"}}, "legs: expected an array, got table"),
         ({"legs": [{}]}, "legs.0.name: missing required key"),
         ({"traders": {"pair": [1.0]}}, "traders.pair: expected an array of 2 items, got 1"),
-        ({"traders": {"leverage_max": float("nan")}}, "traders.leverage_max: expected a finite number, got float nan"),
+        (
+            {"traders": {"leverage_max": float("nan")}},
+            "traders.leverage_max: expected a finite number, got float nan",
+        ),
         ({"matrix": [[1, 0], [0, "x"]]}, "matrix.1.1: expected a number, got string 'x'"),
         ({"title": 5}, "title: expected a string, got integer 5"),
     ],
@@ -114,7 +135,9 @@ def test_type_errors(mapping, message):
 
 
 def test_validate_hook_paths_are_prefixed():
-    assert error({"traders": {"leverage_min": 6}}) == "traders.leverage_min: must be <= leverage_max"
+    assert (
+        error({"traders": {"leverage_min": 6}}) == "traders.leverage_min: must be <= leverage_max"
+    )
     assert error({"legs": [{"name": "a"}, {"name": "a"}]}) == "legs: duplicate leg names"
 
 
@@ -215,9 +238,7 @@ scalars = st.one_of(
     st.text(),
 )
 keys = st.text(min_size=1, max_size=8)
-values = st.recursive(
-    scalars, lambda inner: st.lists(inner, max_size=3), max_leaves=6
-)
+values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3), max_leaves=6)
 tables = st.recursive(
     st.dictionaries(keys, values, max_size=4),
     lambda inner: st.dictionaries(
@@ -227,7 +248,15 @@ tables = st.recursive(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(tables)
 def test_to_toml_round_trips_arbitrary_tables(table):
     assert tomllib.loads(to_toml(table)) == table
+
+
+def test_with_defaults_fills_missing_keys_without_validating():
+    out = with_defaults(Root, {"traders": {"count": "bad"}, "legs": [{"name": "b"}], "zz": 1})
+    assert out["traders"]["count"] == "bad" and out["traders"]["leverage_max"] == 5.0
+    assert out["legs"] == [{"name": "b", "weight": 1.0}]
+    assert out["zz"] == 1 and "note" not in out
+    assert error(out).startswith("unknown key 'zz'")
