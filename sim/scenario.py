@@ -818,7 +818,7 @@ def _cell(text: str) -> str:
 def _first_paragraph(doc: str | None) -> str:
     if not doc:
         return ""
-    return " ".join(doc.strip().split("\n\n")[0].split())
+    return " ".join(doc.strip().split("\n\n")[0].split()).replace("``", "`")
 
 
 def parameters_markdown() -> str:

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 from eth_hash.auto import keccak
 
-# CALLDATASIZE ISZERO PUSH1 0x0c JUMPI | PUSH1 0 CALLDATALOAD PUSH1 0 SSTORE STOP |
-# JUMPDEST PUSH1 0 SLOAD PUSH1 0 MSTORE PUSH1 32 PUSH1 0 RETURN
-STORE_RUNTIME = bytes.fromhex("3615600c57" "600035600055" "00" "5b600054600052" "60206000f3")
+STORE_RUNTIME = bytes.fromhex(
+    "3615600c57"  # CALLDATASIZE ISZERO PUSH1 0x0c JUMPI
+    "60003560005500"  # PUSH1 0 CALLDATALOAD PUSH1 0 SSTORE STOP
+    "5b600054600052"  # JUMPDEST PUSH1 0 SLOAD PUSH1 0 MSTORE
+    "60206000f3"  # PUSH1 32 PUSH1 0 RETURN
+)
 
 
 def revert_runtime(selector: bytes) -> bytes:
     """PUSH4 selector PUSH1 224 SHL PUSH1 0 MSTORE PUSH1 4 PUSH1 0 REVERT."""
     assert len(selector) == 4
-    return b"\x63" + selector + bytes.fromhex("60e01b" "600052" "60046000fd")
+    return b"\x63" + selector + bytes.fromhex("60e01b60005260046000fd")
 
 
 def init_code(runtime: bytes) -> bytes:

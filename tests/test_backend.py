@@ -203,7 +203,7 @@ def test_web3_cannot_send_or_mine_behind_the_builders_back(session: ChainSession
 
 
 def test_unknown_backend_is_a_clear_error() -> None:
-    with pytest.raises(ChainError, match="unknown chain backend 'anvil'.*pyevm"):
+    with pytest.raises(ChainError, match=r"unknown chain backend 'anvil'.*pyevm"):
         make_backend("anvil", GenesisConfig())
 
 

@@ -1,0 +1,218 @@
+"""An off-chain mirror of the exchange, rebuilt from its events (as a liquidation bot's indexer).
+
+Agents read the chain as of the last block through this mirror: positions and collateral come
+from ``Traded``, ``Deposited``, ``Withdrawn``, ``CollateralTransferred``, ``FundingSettled``,
+``PositionLiquidated`` and ``Liquidated`` events; oracle prices from ``AnswerUpdated``; venue
+reserves from ``Swap``. Health is recomputed in Python with the contract's exact integer math
+and rounding (``MarginExchange._health``), so one block's view of 150 accounts costs microseconds
+instead of an EVM call per account. Liquidators confirm their candidates with one ``healthOf``
+call on chain before sending; a test checks this mirror against the chain after a run.
+
+Funding is not mirrored (a liquidator confirms on chain); the scenarios that enable funding get
+exact figures from the confirmation call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from sim.events import Event
+
+PPM = 10**6
+VALUE_SCALE = 10**20
+CROSS, ISOLATED = 1, 2
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass(frozen=True)
+class MarketRisk:
+    """The risk parameters of one market (ppm), as listed on the exchange."""
+
+    initial_margin_ppm: int
+    maintenance_margin_ppm: int
+    liquidation_penalty_ppm: int
+    liquidator_share_ppm: int
+
+
+@dataclass
+class PositionState:
+    """A position: signed size (base units, 18 decimals) and signed cost basis (token units)."""
+
+    size_base: int = 0
+    open_notional_units: int = 0
+
+
+@dataclass
+class AccountState:
+    """One (owner, subaccount) as the chain holds it."""
+
+    owner: str
+    subaccount: int
+    mode: int  # 1 CROSS, 2 ISOLATED
+    isolated_market: int
+    collateral_units: int = 0
+    positions: dict[int, PositionState] = field(default_factory=dict)
+    deposited_units: int = 0  # cumulative deposits (incl. transfers in)
+    withdrawn_units: int = 0  # cumulative withdrawals (incl. transfers out)
+    liquidations: int = 0
+    first_liquidatable_block: int | None = None  # start of the current liquidatable spell
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.owner, self.subaccount)
+
+
+@dataclass(frozen=True)
+class Health:
+    """Health at given prices, exact as on chain (funding excluded)."""
+
+    equity_units: int
+    initial_requirement_units: int
+    maintenance_requirement_units: int
+    notional_units: int
+
+    @property
+    def liquidatable(self) -> bool:
+        return self.equity_units < self.maintenance_requirement_units
+
+    @property
+    def ratio(self) -> float:
+        """equity / maintenance requirement (inf without positions)."""
+        if self.maintenance_requirement_units == 0:
+            return float("inf")
+        return self.equity_units / self.maintenance_requirement_units
+
+
+def position_value(size_base: int, price_e8: int) -> int:
+    """Signed value in token units, rounded down (MarginMath.value)."""
+    return size_base * price_e8 // VALUE_SCALE
+
+
+def position_notional(size_base: int, price_e8: int) -> int:
+    """|size| * price in token units, rounded up (MarginMath.notional)."""
+    return _ceil_div(abs(size_base) * price_e8, VALUE_SCALE)
+
+
+def health_of(account: AccountState, prices_e8: Sequence[int], risk: Sequence[MarketRisk]) -> Health:
+    """``MarginExchange._health`` in Python."""
+    equity = account.collateral_units
+    im = mm = total = 0
+    for m, p in account.positions.items():
+        price = prices_e8[m]
+        equity += position_value(p.size_base, price) - p.open_notional_units
+        n = position_notional(p.size_base, price)
+        total += n
+        im += _ceil_div(n * risk[m].initial_margin_ppm, PPM)
+        mm += _ceil_div(n * risk[m].maintenance_margin_ppm, PPM)
+    return Health(equity, im, mm, total)
+
+
+def contagion_markets(account: AccountState, prices_e8: Sequence[int], risk: Sequence[MarketRisk]) -> list[int]:
+    """Markets whose position a CROSS liquidation closes only because of losses elsewhere.
+
+    Collateral is allotted to positions in proportion to their notional; a position is
+    *contagion* if, with its share of collateral, it would have met its own maintenance
+    requirement as an isolated position at the same prices.
+    """
+    if account.mode != CROSS or len(account.positions) < 2:
+        return []
+    notionals = {m: position_notional(p.size_base, prices_e8[m]) for m, p in account.positions.items()}
+    total = sum(notionals.values()) or 1
+    out = []
+    for m, p in sorted(account.positions.items()):
+        share = account.collateral_units * notionals[m] // total
+        equity = share + position_value(p.size_base, prices_e8[m]) - p.open_notional_units
+        mm = _ceil_div(notionals[m] * risk[m].maintenance_margin_ppm, PPM)
+        if equity >= mm:
+            out.append(m)
+    return out
+
+
+class AccountBook:
+    """All accounts, positions and collateral, mirrored from exchange events."""
+
+    def __init__(self, risk: Sequence[MarketRisk]):
+        self.risk = tuple(risk)
+        self.accounts: dict[tuple[str, int], AccountState] = {}
+
+    def get(self, owner: str, subaccount: int) -> AccountState | None:
+        return self.accounts.get((owner, subaccount))
+
+    def with_positions(self) -> list[AccountState]:
+        """Accounts holding at least one position, in a deterministic order."""
+        return [a for a in self.accounts.values() if a.positions]
+
+    def health(self, account: AccountState, prices_e8: Sequence[int]) -> Health:
+        return health_of(account, prices_e8, self.risk)
+
+    def apply(self, events: Iterable[Event]) -> None:
+        """Apply decoded exchange events in chain order."""
+        for ev in events:
+            handler = getattr(self, f"_on_{ev.name}", None)
+            if handler is not None:
+                handler(ev.args)
+
+    def mark_liquidatable(self, prices_e8: Sequence[int], block: int) -> list[AccountState]:
+        """Update every account's liquidatable spell at ``prices_e8``; return the liquidatable."""
+        out = []
+        for a in self.accounts.values():
+            if a.positions and self.health(a, prices_e8).liquidatable:
+                if a.first_liquidatable_block is None:
+                    a.first_liquidatable_block = block
+                out.append(a)
+            else:
+                a.first_liquidatable_block = None
+        return out
+
+    # ------------------------------------------------------------------ events
+
+    def _acct(self, args: dict) -> AccountState:
+        return self.accounts[(args["owner"], args["subaccount"])]
+
+    def _on_SubaccountOpened(self, a: dict) -> None:
+        key = (a["owner"], a["subaccount"])
+        self.accounts[key] = AccountState(a["owner"], a["subaccount"], a["mode"], a["isolatedMarket"])
+
+    def _on_Deposited(self, a: dict) -> None:
+        acct = self._acct(a)
+        acct.collateral_units += a["amount"]
+        acct.deposited_units += a["amount"]
+
+    def _on_Withdrawn(self, a: dict) -> None:
+        acct = self._acct(a)
+        acct.collateral_units -= a["amount"]
+        acct.withdrawn_units += a["amount"]
+
+    def _on_CollateralTransferred(self, a: dict) -> None:
+        src = self.accounts[(a["owner"], a["fromSubaccount"])]
+        dst = self.accounts[(a["owner"], a["toSubaccount"])]
+        src.collateral_units -= a["amount"]
+        src.withdrawn_units += a["amount"]
+        dst.collateral_units += a["amount"]
+        dst.deposited_units += a["amount"]
+
+    def _on_FundingSettled(self, a: dict) -> None:
+        self._acct(a).collateral_units -= a["payment"]
+
+    def _on_Traded(self, a: dict) -> None:
+        acct = self._acct(a)
+        acct.collateral_units += a["realizedPnl"]
+        if a["newSize"] == 0:
+            acct.positions.pop(a["market"], None)
+        else:
+            acct.positions[a["market"]] = PositionState(a["newSize"], a["newOpenNotional"])
+
+    def _on_PositionLiquidated(self, a: dict) -> None:
+        acct = self._acct(a)
+        acct.collateral_units += a["realizedPnl"]
+        acct.positions.pop(a["market"], None)
+
+    def _on_Liquidated(self, a: dict) -> None:
+        acct = self._acct(a)
+        acct.collateral_units += a["insuranceCover"] + a["badDebt"] - a["penaltyPaid"]
+        acct.liquidations += 1
+        acct.first_liquidatable_block = None

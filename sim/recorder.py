@@ -1,0 +1,197 @@
+"""Records a run as tables: per-block series (Mesa DataCollector), every transaction, every
+dropped transaction, every liquidation. Tables are plain rows here; :mod:`sim.runfolder` writes
+them as Parquet and :mod:`sim.summary` reduces them to key figures."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+from mesa import DataCollector
+
+from sim.book import CROSS, contagion_markets, position_notional
+from sim.events import Event
+
+if TYPE_CHECKING:
+    from sim.builder import BlockResult
+    from sim.model import LiqSimModel
+    from sim.txrecord import TxRecord
+
+GWEI = 1e9
+USD = 1e6
+
+
+class Recorder:
+    """Collects the tables of one run as it goes."""
+
+    def __init__(self, model: LiqSimModel):
+        self.model = model
+        self.market_names = list(model.scenario.market_names)
+        self.transactions: list[dict[str, Any]] = []
+        self.dropped: list[dict[str, Any]] = []
+        self.liquidations: list[dict[str, Any]] = []
+        self.insurance_units = model.system.config.insurance_fund_units
+        self.bad_debt_units = 0
+        self.current: dict[str, Any] = {}
+        self._block_liquidations = 0
+        self._block_notional = 0.0
+        self.datacollector = DataCollector(model_reporters={k: self._reporter(k) for k in self._columns()})
+
+    # ---------------------------------------------------------------- columns
+
+    def _columns(self) -> list[str]:
+        cols = ["block", "chain_block", "timestamp_s"]
+        for n in self.market_names:
+            cols += [f"{n}_external_usd", f"{n}_oracle_usd", f"{n}_venue_usd", f"{n}_oracle_age_s"]
+        cols += [
+            "base_fee_gwei",
+            "gas_used",
+            "background_gas_used",
+            "background_gas_demanded",
+            "txs",
+            "failed_txs",
+            "dropped_txs",
+            "backlog",
+            "mean_priority_fee_gwei",
+            "max_priority_fee_gwei",
+            "liquidations",
+            "liquidated_notional_usd",
+            "liquidatable_accounts",
+            "open_interest_usd",
+            "insurance_fund_usd",
+            "bad_debt_usd",
+        ]
+        return cols
+
+    @staticmethod
+    def _reporter(key: str):
+        return lambda model: model.recorder.current[key]
+
+    # ----------------------------------------------------------------- events
+
+    def before_tx(self, rec: TxRecord, events: list[Event]) -> None:
+        """Record one mined transaction; called before its events reach the view."""
+        self.transactions.append(asdict(rec))
+        liquidated = [e for e in events if e.name == "Liquidated"]
+        for ev in liquidated:
+            self._record_liquidation(rec, ev, [e for e in events if e.name == "PositionLiquidated"])
+
+    def _record_liquidation(self, rec: TxRecord, ev: Event, closes: list[Event]) -> None:
+        view = self.model.view
+        a = ev.args
+        acct = view.book.get(a["owner"], a["subaccount"])
+        prices = view.oracle_prices_e8()
+        contagion = contagion_markets(acct, prices, view.book.risk) if acct is not None else []
+        contagion_units = sum(position_notional(acct.positions[m].size_base, prices[m]) for m in contagion)
+        health = view.book.health(acct, prices) if acct is not None else None
+        first = acct.first_liquidatable_block if acct is not None else None
+        block = self.model.block
+        markets = sorted(e.args["market"] for e in closes if e.args["owner"] == a["owner"])
+        self.liquidations.append(
+            {
+                "block": block,
+                "chain_block": rec.block_number,
+                "tx_hash": rec.tx_hash,
+                "tx_index": rec.index_in_block,
+                "liquidator": a["liquidator"],
+                "owner": a["owner"],
+                "subaccount": a["subaccount"],
+                "mode": ("cross" if acct.mode == CROSS else "isolated") if acct is not None else "",
+                "markets": ",".join(self.market_names[m] for m in markets),
+                "positions": len(markets),
+                "notional_usd": a["notionalClosed"] / USD,
+                "penalty_usd": a["penaltyPaid"] / USD,
+                "liquidator_reward_usd": a["liquidatorReward"] / USD,
+                "insurance_share_usd": a["insuranceShare"] / USD,
+                "insurance_cover_usd": a["insuranceCover"] / USD,
+                "bad_debt_usd": a["badDebt"] / USD,
+                "equity_before_usd": health.equity_units / USD if health else float("nan"),
+                "became_liquidatable_block": first if first is not None else block,
+                "delay_blocks": block - first if first is not None else 0,
+                "contagion_positions": len(contagion),
+                "contagion_notional_usd": contagion_units / USD,
+                "gas_used": rec.gas_used,
+                "priority_fee_gwei": rec.priority_fee_per_gas_wei / GWEI,
+            }
+        )
+        self.insurance_units += a["insuranceShare"] - a["insuranceCover"]
+        self.bad_debt_units += a["badDebt"]
+        self._block_liquidations += 1
+        self._block_notional += a["notionalClosed"] / USD
+
+    def after_block(self, result: BlockResult, events: list[Event]) -> None:
+        """Record the block's row (through the Mesa DataCollector) and its dropped txs."""
+        model, view = self.model, self.model.view
+        for d in result.dropped:
+            self.dropped.append(asdict(d))
+        prios = [r.priority_fee_per_gas_wei / GWEI for r in result.records]
+        prices = view.oracle_prices_e8()
+        oi = sum(
+            position_notional(p.size_base, prices[m]) for a in view.book.with_positions() for m, p in a.positions.items()
+        )
+        row: dict[str, Any] = {
+            "block": model.block,
+            "chain_block": result.block.number,
+            "timestamp_s": result.block.timestamp,
+        }
+        for i, n in enumerate(self.market_names):
+            row[f"{n}_external_usd"] = model.external.price(i, model.block)
+            row[f"{n}_oracle_usd"] = view.oracles[i].price_e8 / 1e8
+            row[f"{n}_venue_usd"] = view.venues[i].mark_e8 / 1e8
+            row[f"{n}_oracle_age_s"] = result.block.timestamp - view.oracles[i].updated_at_s
+        row.update(
+            base_fee_gwei=result.base_fee_wei / GWEI,
+            gas_used=result.gas_used,
+            background_gas_used=result.background_gas_used,
+            background_gas_demanded=result.background_gas_demanded,
+            txs=len(result.records),
+            failed_txs=sum(1 for r in result.records if r.status == 0),
+            dropped_txs=len(result.dropped),
+            backlog=result.backlog,
+            mean_priority_fee_gwei=sum(prios) / len(prios) if prios else 0.0,
+            max_priority_fee_gwei=max(prios) if prios else 0.0,
+            liquidations=self._block_liquidations,
+            liquidated_notional_usd=self._block_notional,
+            liquidatable_accounts=len(model.liquidatable),
+            open_interest_usd=oi / USD,
+            insurance_fund_usd=self.insurance_units / USD,
+            bad_debt_usd=self.bad_debt_units / USD,
+        )
+        self.current = row
+        self.datacollector.collect(model)
+        self._block_liquidations = 0
+        self._block_notional = 0.0
+
+    # ----------------------------------------------------------------- tables
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The run's tables as DataFrames (stable column order, even when empty)."""
+        blocks = self.datacollector.get_model_vars_dataframe().reset_index(drop=True)
+        return {
+            "blocks": blocks,
+            "transactions": _frame(self.transactions, TX_COLUMNS),
+            "dropped": _frame(self.dropped, DROPPED_COLUMNS),
+            "liquidations": _frame(self.liquidations, LIQUIDATION_COLUMNS),
+        }
+
+
+def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=columns)
+
+
+TX_COLUMNS = [
+    "tx_hash", "block_number", "index_in_block", "sender", "sender_kind", "label", "nonce", "gas_limit",
+    "gas_used", "base_fee_wei", "effective_gas_price_wei", "priority_fee_per_gas_wei", "fee_paid_wei",
+    "status", "revert_reason", "revert_detail", "failure", "submitted_block", "inclusion_delay_blocks",
+]  # fmt: skip
+DROPPED_COLUMNS = [
+    "tx_hash", "sender", "sender_kind", "label", "nonce", "gas_limit", "max_fee_per_gas_wei",
+    "max_priority_fee_per_gas_wei", "submitted_block", "dropped_block", "reason",
+]  # fmt: skip
+LIQUIDATION_COLUMNS = [
+    "block", "chain_block", "tx_hash", "tx_index", "liquidator", "owner", "subaccount", "mode", "markets",
+    "positions", "notional_usd", "penalty_usd", "liquidator_reward_usd", "insurance_share_usd",
+    "insurance_cover_usd", "bad_debt_usd", "equity_before_usd", "became_liquidatable_block", "delay_blocks",
+    "contagion_positions", "contagion_notional_usd", "gas_used", "priority_fee_gwei",
+]  # fmt: skip
