@@ -173,7 +173,33 @@ class Recorder:
             "transactions": _frame(self.transactions, TX_COLUMNS),
             "dropped": _frame(self.dropped, DROPPED_COLUMNS),
             "liquidations": _frame(self.liquidations, LIQUIDATION_COLUMNS),
+            "accounts": self._accounts(),
         }
+
+    def _accounts(self) -> pd.DataFrame:
+        """Every subaccount at the end of the run, valued at the final oracle prices."""
+        view, model = self.model.view, self.model
+        prices = view.oracle_prices_e8()
+        rows = []
+        for (owner, sub), a in sorted(view.book.accounts.items()):
+            agent = model.by_address.get(owner)
+            h = view.book.health(a, prices)
+            rows.append(
+                {
+                    "owner": owner,
+                    "subaccount": sub,
+                    "kind": agent.kind if agent is not None else "other",
+                    "mode": "cross" if a.mode == CROSS else "isolated",
+                    "deposited_usd": a.deposited_units / USD,
+                    "withdrawn_usd": a.withdrawn_units / USD,
+                    "collateral_usd": a.collateral_units / USD,
+                    "equity_usd": h.equity_units / USD,
+                    "open_positions": len(a.positions),
+                    "liquidations": a.liquidations,
+                    "net_loss_usd": (a.deposited_units - a.withdrawn_units - h.equity_units) / USD,
+                }
+            )
+        return _frame(rows, ACCOUNT_COLUMNS)
 
 
 def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
@@ -194,4 +220,8 @@ LIQUIDATION_COLUMNS = [
     "positions", "notional_usd", "penalty_usd", "liquidator_reward_usd", "insurance_share_usd",
     "insurance_cover_usd", "bad_debt_usd", "equity_before_usd", "became_liquidatable_block", "delay_blocks",
     "contagion_positions", "contagion_notional_usd", "gas_used", "priority_fee_gwei",
+]  # fmt: skip
+ACCOUNT_COLUMNS = [
+    "owner", "subaccount", "kind", "mode", "deposited_usd", "withdrawn_usd", "collateral_usd", "equity_usd",
+    "open_positions", "liquidations", "net_loss_usd",
 ]  # fmt: skip

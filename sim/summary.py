@@ -1,0 +1,116 @@
+"""Key figures of a run, computed from its tables only (never from live model objects), so the
+same function summarizes a run folder written anywhere."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+GWEI = 1e9
+
+
+def _f(x: Any) -> float | None:
+    """JSON-friendly float (None for NaN)."""
+    if x is None:
+        return None
+    x = float(x)
+    return None if np.isnan(x) else round(x, 6)
+
+
+def gas_by_kind(transactions: pd.DataFrame, blocks: pd.DataFrame, gas_token_usd: pd.Series | None) -> dict[str, dict]:
+    """Gas paid per kind of sender, in ETH and USD (at the gas token's price in that block)."""
+    out: dict[str, dict] = {}
+    if transactions.empty:
+        return out
+    tx = transactions.copy()
+    tx["fee_eth"] = tx["fee_paid_wei"].astype(float) / 1e18
+    if gas_token_usd is not None:
+        price = dict(zip(blocks["chain_block"], gas_token_usd, strict=True))
+        tx["fee_usd"] = tx["fee_eth"] * tx["block_number"].map(price).astype(float)
+    else:
+        tx["fee_usd"] = np.nan
+    for kind, g in tx.groupby("sender_kind", sort=True):
+        out[str(kind)] = {
+            "transactions": len(g),
+            "failed": int((g["status"] == 0).sum()),
+            "gas_used": int(g["gas_used"].sum()),
+            "fee_eth": _f(g["fee_eth"].sum()),
+            "fee_usd": _f(g["fee_usd"].sum()),
+        }
+    return out
+
+
+def summarize(tables: dict[str, pd.DataFrame], facts: dict[str, Any]) -> dict[str, Any]:
+    """The key figures of DESIGN.md from a run's tables.
+
+    ``facts`` carries what the tables do not: ``market_names``, ``initial_insurance_usd``,
+    ``gas_token_market`` (or None) and optionally ``accounts`` (the final accounts table).
+    """
+    blocks, tx, liq = tables["blocks"], tables["transactions"], tables["liquidations"]
+    accounts = tables.get("accounts", pd.DataFrame())
+    names = facts["market_names"]
+    token = facts.get("gas_token_market")
+    gas_usd = blocks[f"{token}_external_usd"] if token else None
+
+    delays = liq["delay_blocks"] if not liq.empty else pd.Series(dtype=float)
+    insurance = blocks["insurance_fund_usd"] if not blocks.empty else pd.Series([facts["initial_insurance_usd"]])
+    traders = accounts[accounts["kind"] == "trader"] if not accounts.empty else accounts
+    oracle = {}
+    for n in names:
+        if blocks.empty:
+            continue
+        gap = (blocks[f"{n}_oracle_usd"] / blocks[f"{n}_external_usd"] - 1).abs()
+        oracle[n] = {
+            "mean_age_s": _f(blocks[f"{n}_oracle_age_s"].mean()),
+            "max_age_s": _f(blocks[f"{n}_oracle_age_s"].max()),
+            "mean_abs_gap_vs_external": _f(gap.mean()),
+            "max_abs_gap_vs_external": _f(gap.max()),
+        }
+    liquidator_tx = tx[tx["sender_kind"] == "liquidator"] if not tx.empty else tx
+    lost = liquidator_tx[liquidator_tx["status"] == 0] if not liquidator_tx.empty else liquidator_tx
+    gas = gas_by_kind(tx, blocks, gas_usd)
+    lost_usd = 0.0
+    if not lost.empty and gas_usd is not None:
+        price = dict(zip(blocks["chain_block"], gas_usd, strict=True))
+        lost_usd = float((lost["fee_paid_wei"].astype(float) / 1e18 * lost["block_number"].map(price)).sum())
+    return {
+        "blocks": len(blocks),
+        "transactions": len(tx),
+        "liquidations": {
+            "count": len(liq),
+            "notional_usd": _f(liq["notional_usd"].sum()) if not liq.empty else 0.0,
+            "positions": int(liq["positions"].sum()) if not liq.empty else 0,
+            "by_mode": {str(k): int(v) for k, v in liq["mode"].value_counts().sort_index().items()} if not liq.empty else {},
+        },
+        "liquidation_delay_blocks": {
+            "mean": _f(delays.mean()) if len(delays) else None,
+            "p90": _f(delays.quantile(0.9)) if len(delays) else None,
+            "max": _f(delays.max()) if len(delays) else None,
+        },
+        "bad_debt_usd": _f(liq["bad_debt_usd"].sum()) if not liq.empty else 0.0,
+        "insurance_fund": {
+            "initial_usd": _f(facts["initial_insurance_usd"]),
+            "final_usd": _f(insurance.iloc[-1]),
+            "max_drawdown_usd": _f(facts["initial_insurance_usd"] - insurance.min()),
+            "cover_paid_usd": _f(liq["insurance_cover_usd"].sum()) if not liq.empty else 0.0,
+        },
+        "traders": {
+            "count": len(traders),
+            "losses_usd": _f(traders["net_loss_usd"].sum()) if not traders.empty else None,
+            "liquidated_accounts": int((traders["liquidations"] > 0).sum()) if not traders.empty else 0,
+        },
+        "contagion": {
+            "positions": int(liq["contagion_positions"].sum()) if not liq.empty else 0,
+            "notional_usd": _f(liq["contagion_notional_usd"].sum()) if not liq.empty else 0.0,
+        },
+        "oracle": oracle,
+        "gas_by_kind": gas,
+        "failed_transaction_share": _f((tx["status"] == 0).mean()) if not tx.empty else None,
+        "losing_liquidators_gas_usd": _f(lost_usd),
+        "base_fee_gwei": {
+            "mean": _f(blocks["base_fee_gwei"].mean()) if not blocks.empty else None,
+            "max": _f(blocks["base_fee_gwei"].max()) if not blocks.empty else None,
+        },
+    }
