@@ -1,1 +1,1 @@
-"""liqsim's Mesa agents: traders, liquidators, the oracle reporter, arbitrageurs, background demand."""
+"""liqsim's Mesa agents: traders, liquidators, oracle reporter, arbitrageurs, background."""

@@ -1,7 +1,14 @@
 """Arbitrageur: trades each venue toward the external price when the gap pays for gas, and hedges
 on the external market. Its hedge is what carries a forced on-chain sell back into the external
 price (``run.endogenous_impact``): a liquidation sells on the venue, the arbitrageur buys there
-and sells the hedge externally, the external price falls, and the oracle follows it."""
+and sells the hedge externally, the external price falls, and the oracle follows it.
+
+What is hedged: only the part of an arbitrage trade that absorbs other agents' net flow on the
+venue since the last arbitrage (traders' trades and liquidations, kept by the model in
+``venue_flow_base``). The rest of an arbitrage trade only re-pegs the virtual AMM to an external
+move that already happened; on a real order book market makers re-quote without trading, so that
+part moves no external price (hedging it would push the external price back against every
+exogenous move, an artefact of the vAMM's inventory)."""
 
 from __future__ import annotations
 
@@ -60,8 +67,8 @@ class Arbitrageur(ChainAgent):
         for i in range(n):
             m = (self.offset + self.model.block + i) % n
             opp = self._opportunity(m)
-            if opp is None:
-                continue
+            if opp is None or self.model.rival_bid_wei(f"arb:{m}", self.address) is not None:
+                continue  # no gap, or a rival's arbitrage of this market is already pending
             size, profit_usd = opp
             if profit_usd <= self.model.gas_cost_usd(GAS_USED_TRADE, self.priority_wei):
                 continue
@@ -76,6 +83,18 @@ class Arbitrageur(ChainAgent):
             return
         for ev in events:
             if ev.name == "Traded" and ev.args["owner"] == self.address:
-                notional_usd = ev.args["quoteDelta"] / 1e6  # + bought on the venue
-                self.model.external.apply_trade(ev.args["market"], -notional_usd, self.model.block)
+                m, size, quote = ev.args["market"], ev.args["sizeDelta"], ev.args["quoteDelta"]
+                absorbed = absorbed_flow(size, self.model.venue_flow_base[m])
+                if absorbed == 0:
+                    continue
+                self.model.venue_flow_base[m] += absorbed
+                notional_usd = quote * absorbed / size / 1e6  # + bought on the venue
+                self.model.external.apply_trade(m, -notional_usd, self.model.block)
                 self.hedged_usd += abs(notional_usd)
+
+
+def absorbed_flow(trade_base: int, flow_base: int) -> int:
+    """The part of an arbitrage trade that takes the other side of others' net venue flow."""
+    if trade_base == 0 or flow_base == 0 or (trade_base > 0) == (flow_base > 0):
+        return 0
+    return trade_base if abs(trade_base) <= abs(flow_base) else -flow_base

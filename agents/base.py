@@ -52,13 +52,17 @@ class ChainAgent(mesa.Agent):
         """Fee cap: the scenario's multiple of the next base fee, plus the priority fee."""
         return self.model.fee_cap_wei(priority_fee_wei)
 
-    def send(self, call: Call, priority_fee_wei: int, label: str = "", expiry_blocks: int | None = None) -> SignedTx | None:
+    def send(
+        self, call: Call, priority_fee_wei: int, label: str = "", expiry_blocks: int | None = None
+    ) -> SignedTx | None:
         """Sign ``call`` and submit it; None if we cannot afford its worst-case gas."""
         priority_fee_wei = self.model.priority_fee(priority_fee_wei)
         max_fee = self.max_fee_wei(priority_fee_wei)
         if self.model.session.balance(self.address) < call.gas * max_fee + self.reserved_wei():
             return None
-        signed = self.model.session.sign(self.address, call.to, call.data, call.gas, max_fee, priority_fee_wei)
+        signed = self.model.session.sign(
+            self.address, call.to, call.data, call.gas, max_fee, priority_fee_wei
+        )
         return self._submit(signed, label or call.label, expiry_blocks, fresh=True)
 
     def bump(self, tx_hash: bytes, priority_fee_wei: int) -> SignedTx | None:
@@ -72,18 +76,30 @@ class ChainAgent(mesa.Agent):
         if old is None:
             return None
         priority_fee_wei = self.model.priority_fee(priority_fee_wei)
-        max_fee = max(self.max_fee_wei(priority_fee_wei), old.signed.max_fee_per_gas_wei * 111 // 100 + 1)
-        priority_fee_wei = max(priority_fee_wei, old.signed.max_priority_fee_per_gas_wei * 111 // 100 + 1)
-        to, data, gas = (old.signed.to, old.signed.data, old.signed.gas_limit) if call is None else (call.to, call.data, call.gas)
+        max_fee = max(
+            self.max_fee_wei(priority_fee_wei), old.signed.max_fee_per_gas_wei * 111 // 100 + 1
+        )
+        priority_fee_wei = max(
+            priority_fee_wei, old.signed.max_priority_fee_per_gas_wei * 111 // 100 + 1
+        )
+        to, data, gas = (
+            (old.signed.to, old.signed.data, old.signed.gas_limit)
+            if call is None
+            else (call.to, call.data, call.gas)
+        )
         if self.model.session.balance(self.address) < gas * max_fee:
             return None
-        signed = self.model.session.sign(self.address, to, data, gas, max_fee, priority_fee_wei, nonce=old.signed.nonce)
+        signed = self.model.session.sign(
+            self.address, to, data, gas, max_fee, priority_fee_wei, nonce=old.signed.nonce
+        )
         result = self._submit(signed, old.label, None, fresh=False)
         if result is not None:
             self.in_flight.pop(tx_hash, None)
         return result
 
-    def _submit(self, signed: SignedTx, label: str, expiry_blocks: int | None, *, fresh: bool) -> SignedTx | None:
+    def _submit(
+        self, signed: SignedTx, label: str, expiry_blocks: int | None, *, fresh: bool
+    ) -> SignedTx | None:
         block = self.model.builder.next_block_number()
         expiry = None if expiry_blocks is None else block + expiry_blocks
         result = self.model.builder.submit(TxIntent(signed, self.kind, label, expiry))
@@ -96,7 +112,9 @@ class ChainAgent(mesa.Agent):
 
     def reserved_wei(self) -> int:
         """Worst-case gas of our transactions still in the mempool."""
-        return sum(f.signed.gas_limit * f.signed.max_fee_per_gas_wei for f in self.in_flight.values())
+        return sum(
+            f.signed.gas_limit * f.signed.max_fee_per_gas_wei for f in self.in_flight.values()
+        )
 
     def pending_labels(self) -> set[str]:
         return {f.label for f in self.in_flight.values()}
@@ -114,11 +132,11 @@ class ChainAgent(mesa.Agent):
         self.in_flight.pop(bytes.fromhex(record.tx_hash[2:]), None)
         self.on_dropped(record)
 
-    def on_included(self, record: TxRecord, events: list[Event]) -> None:  # noqa: B027
+    def on_included(self, record: TxRecord, events: list[Event]) -> None:
         """Hook: one of our transactions was mined (status 1 or reverted)."""
 
-    def on_dropped(self, record: DroppedRecord) -> None:  # noqa: B027
+    def on_dropped(self, record: DroppedRecord) -> None:
         """Hook: one of our transactions was dropped (expired, replaced, refused)."""
 
-    def step(self) -> None:  # noqa: B027
+    def step(self) -> None:
         """Observe the view and send transactions."""

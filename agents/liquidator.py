@@ -89,15 +89,24 @@ class Liquidator(ChainAgent):
     def _try_liquidate(self, acct: AccountState, equity_units: int) -> None:
         label = liquidation_label(acct.owner, acct.subaccount)
         gas_used = self._gas_used(acct)
-        ceiling = min(self.bid_cap_wei, self._break_even_priority_wei(self._reward_usd(acct, equity_units), gas_used))
+        ceiling = min(
+            self.bid_cap_wei,
+            self._break_even_priority_wei(self._reward_usd(acct, equity_units), gas_used),
+        )
         rival = self.model.rival_bid_wei(label, self.address)
-        bid = self.opening_bid_wei if rival is None else max(self.opening_bid_wei, int(rival * (1 + self.bid_increment)) + 1)
+        bid = (
+            self.opening_bid_wei
+            if rival is None
+            else max(self.opening_bid_wei, int(rival * (1 + self.bid_increment)) + 1)
+        )
         if self.model.gas_free:
             bid, ceiling = 0, 0
         if bid > ceiling:
             self.skipped_unprofitable += 1
             return
-        call = self.model.system.liquidate_call(self.address, acct.owner, acct.subaccount, len(acct.positions))
+        call = self.model.system.liquidate_call(
+            self.address, acct.owner, acct.subaccount, len(acct.positions)
+        )
         if self.send(call, bid, label) is not None:
             self.sent += 1
 

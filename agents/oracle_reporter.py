@@ -33,8 +33,15 @@ class OracleReporter(ChainAgent):
         self.delay_blocks = p.observation_delay_blocks if self.lag else 0
         self.threshold = p.deviation_threshold if self.lag else 0.0
         self.heartbeat_s = p.heartbeat_s
-        self.priority_wei = int((p.priority_fee_gwei if self.lag else TRACKING_PRIORITY_GWEI) * GWEI)
+        self.priority_wei = int(
+            (p.priority_fee_gwei if self.lag else TRACKING_PRIORITY_GWEI) * GWEI
+        )
+        self.fee_multiplier = p.max_fee_multiplier
         self.reports = 0
+
+    def max_fee_wei(self, priority_fee_wei: int) -> int:
+        """The reporter's fee cap: ``oracle.max_fee_multiplier`` x next base fee + priority."""
+        return int(self.fee_multiplier * self.model.next_base_fee_wei()) + priority_fee_wei
 
     def _observed_e8(self, market: int) -> int:
         block = max(0, self.model.block - self.delay_blocks)
@@ -54,7 +61,11 @@ class OracleReporter(ChainAgent):
                 self._manage_pending(m, observed, *pending)
                 continue
             last = view.oracles[m]
-            moved = abs(observed - last.price_e8) / last.price_e8 > self.threshold if self.lag else observed != last.price_e8
+            moved = (
+                abs(observed - last.price_e8) / last.price_e8 > self.threshold
+                if self.lag
+                else observed != last.price_e8
+            )
             stale = next_time - last.updated_at_s >= self.heartbeat_s
             if moved or stale:
                 call = self.model.system.report_call(m, observed)

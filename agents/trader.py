@@ -87,7 +87,9 @@ class Trader(ChainAgent):
     def _sizes(self) -> dict[int, int]:
         """Base size per market: leverage x collateral spread evenly, at the oracle price."""
         view = self.model.view
-        per_market_usd_units = self.profile.collateral_units * self.profile.leverage / len(self.profile.markets)
+        per_market_usd_units = (
+            self.profile.collateral_units * self.profile.leverage / len(self.profile.markets)
+        )
         return {
             m: d * int(per_market_usd_units * 10**20 // view.oracles[m].price_e8)
             for m, d in zip(self.profile.markets, self.profile.directions, strict=True)
@@ -125,10 +127,20 @@ class Trader(ChainAgent):
         calls = []
         for sub in self.subs:
             market = sub.markets[0] if self.mode == "isolated" else 0
-            calls += system.open_account_calls(self.address, sub.subaccount, self.mode, market, sub.collateral_units)
+            calls += system.open_account_calls(
+                self.address, sub.subaccount, self.mode, market, sub.collateral_units
+            )
         for sub in self.subs:
             for m in sub.markets:
-                calls.append(system.trade_call(self.address, sub.subaccount, m, sizes[m], self._limit(m, sizes[m], OPEN_SLIPPAGE)))
+                calls.append(
+                    system.trade_call(
+                        self.address,
+                        sub.subaccount,
+                        m,
+                        sizes[m],
+                        self._limit(m, sizes[m], OPEN_SLIPPAGE),
+                    )
+                )
         for call in calls:
             if self.send(call, self.priority_fee_wei, f"open:{call.label}") is None:
                 return
@@ -150,7 +162,11 @@ class Trader(ChainAgent):
         if self.profile.stop_loss > 0 and loss >= self.profile.stop_loss * sub.collateral_units:
             self.stops += 1
             return self._close(sub, acct, 1.0, "stop")
-        if self.params.derisk_fraction > 0 and not sub.derisked and h.ratio < self.params.derisk_health_trigger:
+        if (
+            self.params.derisk_fraction > 0
+            and not sub.derisked
+            and h.ratio < self.params.derisk_health_trigger
+        ):
             sub.derisked = True
             self.derisks += 1
             return self._close(sub, acct, self.params.derisk_fraction, "derisk")
@@ -168,7 +184,12 @@ class Trader(ChainAgent):
         need = int(p.top_up_target_health * h.maintenance_requirement_units) - h.equity_units
         amount = min(max(need, USD), self.wallet_units)
         call = self.model.system.call(
-            self.address, self.model.system.exchange, "deposit", sub.subaccount, amount, gas=self.model.system.config.gas.deposit
+            self.address,
+            self.model.system.exchange,
+            "deposit",
+            sub.subaccount,
+            amount,
+            gas=self.model.system.config.gas.deposit,
         )
         signed = self.send(call, self.priority_fee_wei, "topup")
         if signed is None:
@@ -185,7 +206,9 @@ class Trader(ChainAgent):
             size = -pos.size_base if fraction >= 1 else -int(pos.size_base * fraction)
             if size == 0:
                 continue
-            call = self.model.system.trade_call(self.address, sub.subaccount, m, size, self._limit(m, size, CLOSE_SLIPPAGE))
+            call = self.model.system.trade_call(
+                self.address, sub.subaccount, m, size, self._limit(m, size, CLOSE_SLIPPAGE)
+            )
             sent |= self.send(call, self.priority_fee_wei, label) is not None
         return sent
 

@@ -1,8 +1,8 @@
 """Python entry point (for notebooks): run a scenario and get its tables as DataFrames.
 
-    from sim.api import run_scenario
-    result = run_scenario("scenarios/default.toml", seed=1)
-    result.liquidations.head(); result.summary["liquidations"]
+from sim.api import run_scenario
+result = run_scenario("scenarios/default.toml", seed=1)
+result.liquidations.head(); result.summary["liquidations"]
 """
 
 from __future__ import annotations
@@ -50,7 +50,9 @@ class RunResult:
         return self.tables["accounts"]
 
 
-def resolve_scenario(scenario: str | Path | Scenario | None, overrides: Iterable[str] = (), blocks: int | None = None) -> Scenario:
+def resolve_scenario(
+    scenario: str | Path | Scenario | None, overrides: Iterable[str] = (), blocks: int | None = None
+) -> Scenario:
     """A validated scenario from a path (or the default), with ``--set`` overrides and a length."""
     extra = list(overrides) + ([f"run.blocks={blocks}"] if blocks is not None else [])
     if isinstance(scenario, Scenario):
@@ -66,8 +68,13 @@ def _facts(model: LiqSimModel) -> dict[str, Any]:
     }
 
 
-def simulate(scenario: Scenario, seed: int, *, progress: Callable[[int], None] | None = None,
-             checkpoint: Callable[[LiqSimModel], None] | None = None) -> tuple[dict[str, pd.DataFrame], dict[str, Any], LiqSimModel]:
+def simulate(
+    scenario: Scenario,
+    seed: int,
+    *,
+    progress: Callable[[int], None] | None = None,
+    checkpoint: Callable[[LiqSimModel], None] | None = None,
+) -> tuple[dict[str, pd.DataFrame], dict[str, Any], LiqSimModel]:
     """Run one model to the end; return its tables, summary and the model."""
     model = LiqSimModel(scenario, seed)
 
@@ -123,18 +130,30 @@ def run_scenario(
             model = model_holder.get("model")
             if model is not None:
                 folder.tables(model.recorder.tables())
-            folder.status("incomplete", seed=seed, error=f"{type(exc).__name__}: {exc}",
-                          blocks_completed=model.block if model is not None else 0)
+            folder.status(
+                "incomplete",
+                seed=seed,
+                error=f"{type(exc).__name__}: {exc}",
+                blocks_completed=model.block if model is not None else 0,
+            )
         raise
     run_s = time.perf_counter() - started
-    summary["cascade_amplification"] = _amplification(sc, seed, len(tables["liquidations"]), counterfactual)
+    summary["cascade_amplification"] = _amplification(
+        sc, seed, len(tables["liquidations"]), counterfactual
+    )
     if folder is not None:
         folder.manifest(model)
         folder.tables(tables)
         folder.summary(summary)
         plot_run(tables, list(sc.market_names), folder.path / "plots")
-        folder.timing({"run_s": round(run_s, 3), "total_s": round(time.perf_counter() - started, 3),
-                       "blocks": len(tables["blocks"]), "transactions": len(tables["transactions"])})
+        folder.timing(
+            {
+                "run_s": round(run_s, 3),
+                "total_s": round(time.perf_counter() - started, 3),
+                "blocks": len(tables["blocks"]),
+                "transactions": len(tables["transactions"]),
+            }
+        )
         folder.status("complete", seed=seed, blocks_completed=len(tables["blocks"]))
     return RunResult(tables, summary, folder.path if folder is not None else None)
 
@@ -142,7 +161,12 @@ def run_scenario(
 def _amplification(sc: Scenario, seed: int, liquidations: int, enabled: bool) -> dict[str, Any]:
     if not enabled or not sc.run.endogenous_impact:
         why = "not computed" if not enabled else "endogenous impact is off in this scenario"
-        return {"liquidations": liquidations, "without_endogenous_impact": None, "factor": None, "note": why}
+        return {
+            "liquidations": liquidations,
+            "without_endogenous_impact": None,
+            "factor": None,
+            "note": why,
+        }
     base = counterfactual_liquidations(sc, seed)
     return {
         "liquidations": liquidations,

@@ -46,7 +46,7 @@ class ChainError(Exception):
     """The chain refused a block or a transaction; the message names the cause."""
 
 
-class CallReverted(ChainError):  # noqa: N818 (name fixed by the sim API)
+class CallReverted(ChainError):
     """A read-only call reverted (or failed); ``revert_data`` holds the raw revert bytes."""
 
     def __init__(self, message: str, revert_data: bytes) -> None:
@@ -408,6 +408,9 @@ class PyEVMBackend:
         except ValidationError as exc:
             self._chain.header = self._chain.create_header_from_parent(parent)
             raise self._explain_invalid_block(pending_header, txs, raw_txs, exc) from exc
+        except BaseException:
+            self._chain.header = self._chain.create_header_from_parent(parent)
+            raise
         header = result.imported_block.header
         mined = tuple(
             self._mined_tx(

@@ -97,7 +97,9 @@ def position_notional(size_base: int, price_e8: int) -> int:
     return _ceil_div(abs(size_base) * price_e8, VALUE_SCALE)
 
 
-def health_of(account: AccountState, prices_e8: Sequence[int], risk: Sequence[MarketRisk]) -> Health:
+def health_of(
+    account: AccountState, prices_e8: Sequence[int], risk: Sequence[MarketRisk]
+) -> Health:
     """``MarginExchange._health`` in Python."""
     equity = account.collateral_units
     im = mm = total = 0
@@ -111,7 +113,9 @@ def health_of(account: AccountState, prices_e8: Sequence[int], risk: Sequence[Ma
     return Health(equity, im, mm, total)
 
 
-def contagion_markets(account: AccountState, prices_e8: Sequence[int], risk: Sequence[MarketRisk]) -> list[int]:
+def contagion_markets(
+    account: AccountState, prices_e8: Sequence[int], risk: Sequence[MarketRisk]
+) -> list[int]:
     """Markets whose position a CROSS liquidation closes only because of losses elsewhere.
 
     Collateral is allotted to positions in proportion to their notional; a position is
@@ -120,7 +124,9 @@ def contagion_markets(account: AccountState, prices_e8: Sequence[int], risk: Seq
     """
     if account.mode != CROSS or len(account.positions) < 2:
         return []
-    notionals = {m: position_notional(p.size_base, prices_e8[m]) for m, p in account.positions.items()}
+    notionals = {
+        m: position_notional(p.size_base, prices_e8[m]) for m, p in account.positions.items()
+    }
     total = sum(notionals.values()) or 1
     out = []
     for m, p in sorted(account.positions.items()):
@@ -175,7 +181,9 @@ class AccountBook:
 
     def _on_SubaccountOpened(self, a: dict) -> None:
         key = (a["owner"], a["subaccount"])
-        self.accounts[key] = AccountState(a["owner"], a["subaccount"], a["mode"], a["isolatedMarket"])
+        self.accounts[key] = AccountState(
+            a["owner"], a["subaccount"], a["mode"], a["isolatedMarket"]
+        )
 
     def _on_Deposited(self, a: dict) -> None:
         acct = self._acct(a)

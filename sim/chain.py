@@ -201,7 +201,7 @@ class ChainSession:
 
     # -- signing -------------------------------------------------------------------------------
 
-    def sign(  # noqa: PLR0917 (positional order fixed by the sim API)
+    def sign(
         self,
         sender: str,
         to: str | None,

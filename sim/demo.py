@@ -17,10 +17,13 @@ def _usd(units: int) -> str:
     return f"{units / USD:>12,.2f}"
 
 
-def _open(system: System, owner: str, sub: int, mode: str, market: int, collateral_usd: int) -> None:
+def _open(
+    system: System, owner: str, sub: int, mode: str, market: int, collateral_usd: int
+) -> None:
     units = collateral_usd * USD
     system.send_batch(
-        system.fund_trader_calls(owner, units) + system.open_account_calls(owner, sub, mode, market, units)
+        system.fund_trader_calls(owner, units)
+        + system.open_account_calls(owner, sub, mode, market, units)
     )
 
 
@@ -50,19 +53,28 @@ def run_demo(print_fn: Callable[[str], None] = print, crash: float = 0.15) -> di
     _open(system, iso_trader, 1, "isolated", BTC, 1_000)
     _open(system, arb, 0, "cross", 0, 5_000_000)
     eth, btc = 5 * BASE, BASE // 6  # 10,000 USD of each at 2,000 and 60,000
-    system.send_batch([
-        system.trade_call(cross_trader, 0, ETH, eth),
-        system.trade_call(cross_trader, 0, BTC, btc),
-        system.trade_call(iso_trader, 0, ETH, eth),
-        system.trade_call(iso_trader, 1, BTC, btc),
-    ])
+    system.send_batch(
+        [
+            system.trade_call(cross_trader, 0, ETH, eth),
+            system.trade_call(cross_trader, 0, BTC, btc),
+            system.trade_call(iso_trader, 0, ETH, eth),
+            system.trade_call(iso_trader, 1, BTC, btc),
+        ]
+    )
     print_fn("\nopened: the same exposure (10,000 USD long ETH + 10,000 USD long BTC) twice:")
-    print_fn("  one CROSS subaccount with 2,000 USD, or two ISOLATED subaccounts with 1,000 USD each")
+    print_fn(
+        "  one CROSS subaccount with 2,000 USD, or two ISOLATED subaccounts with 1,000 USD each"
+    )
     _print_book(system, book, print_fn)
 
     new_price = int(2_000 * (1 - crash) * PRICE_SCALE)
-    system.send_batch([system.report_call(ETH, new_price), _move_venue_call(system, arb, ETH, new_price)])
-    print_fn(f"\nETH oracle crashes {crash:.0%} to {new_price / PRICE_SCALE:,.0f} USD (an arbitrageur moves the venue too)")
+    system.send_batch(
+        [system.report_call(ETH, new_price), _move_venue_call(system, arb, ETH, new_price)]
+    )
+    print_fn(
+        f"\nETH oracle crashes {crash:.0%} to {new_price / PRICE_SCALE:,.0f} USD"
+        " (an arbitrageur moves the venue too)"
+    )
     _print_book(system, book, print_fn)
 
     decoder = EventDecoder()
@@ -75,19 +87,21 @@ def run_demo(print_fn: Callable[[str], None] = print, crash: float = 0.15) -> di
         for ev in decoder.decode_all(mined.logs):
             if ev.name == "PositionLiquidated":
                 name = system.market_names[ev.args["market"]]
-                print_fn(f"  {label:<17} {name} position closed, realized PnL {_usd(ev.args['realizedPnl'])}")
+                pnl = _usd(ev.args["realizedPnl"])
+                print_fn(f"  {label:<17} {name} position closed, realized PnL {pnl}")
             if ev.name == "Liquidated":
                 a = ev.args
                 print_fn(
-                    f"  {label:<17} penalty {_usd(a['penaltyPaid'])} (liquidator {_usd(a['liquidatorReward'])}),"
-                    f" insurance cover {_usd(a['insuranceCover'])}, bad debt {_usd(a['badDebt'])}; gas {mined.gas_used:,}"
+                    f"  {label:<17} penalty {_usd(a['penaltyPaid'])}"
+                    f" (liquidator {_usd(a['liquidatorReward'])}),"
+                    f" insurance cover {_usd(a['insuranceCover'])},"
+                    f" bad debt {_usd(a['badDebt'])}; gas {mined.gas_used:,}"
                 )
     print_fn("\nafter liquidation:")
     final = _print_book(system, book, print_fn)
     f = system.exchange.functions
-    print_fn(
-        f"\ninsurance fund {_usd(f.insuranceFund().call())} USD, bad debt {_usd(f.totalBadDebt().call())} USD"
-    )
+    insurance, bad = _usd(f.insuranceFund().call()), _usd(f.totalBadDebt().call())
+    print_fn(f"\ninsurance fund {insurance} USD, bad debt {bad} USD")
     print_fn("CROSS: the ETH loss took the BTC position down with it (contagion).")
     print_fn("ISOLATED: the ETH subaccount was liquidated; the BTC subaccount survived untouched.")
     return final
@@ -95,14 +109,14 @@ def run_demo(print_fn: Callable[[str], None] = print, crash: float = 0.15) -> di
 
 def _print_book(system: System, book: dict[str, tuple[str, int]], print_fn) -> dict[str, dict]:
     f = system.exchange.functions
-    print_fn(f"  {'account':<17} {'ETH size':>9} {'BTC size':>9} {'equity':>12} {'maint. req':>12}  status")
+    header = f"  {'account':<17} {'ETH size':>9} {'BTC size':>9} {'equity':>12} {'maint. req':>12}"
+    print_fn(header + "  status")
     out = {}
     for label, (owner, sub) in book.items():
         h = system.health(owner, sub)
         sizes = [f.getPosition(owner, sub, m).call()[0] / BASE for m in (ETH, BTC)]
         status = "LIQUIDATABLE" if h["liquidatable"] else "ok"
-        print_fn(
-            f"  {label:<17} {sizes[0]:>9.4f} {sizes[1]:>9.4f} {_usd(h['equity'])} {_usd(h['maintenance_requirement'])}  {status}"
-        )
+        equity, mm = _usd(h["equity"]), _usd(h["maintenance_requirement"])
+        print_fn(f"  {label:<17} {sizes[0]:>9.4f} {sizes[1]:>9.4f} {equity} {mm}  {status}")
         out[label] = {**h, "eth_size": sizes[0], "btc_size": sizes[1]}
     return out

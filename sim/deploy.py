@@ -190,7 +190,9 @@ class System:
 
     def try_send(self, call: Call) -> MinedTx:
         """Mine ``call`` alone in the next block and return its receipt, reverted or not."""
-        return self.session.transact(call.sender, call.to, call.data, call.gas, require_success=False)
+        return self.session.transact(
+            call.sender, call.to, call.data, call.gas, require_success=False
+        )
 
     def send_batch(self, calls: Sequence[Call], check: bool = True) -> list[MinedTx]:
         """Mine ``calls`` in order, packing as many per block as the gas limit allows."""

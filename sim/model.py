@@ -121,12 +121,18 @@ class LiqSimModel(mesa.Model):
             self.session,
             background=self.background,
             errors=error_decoder(),
-            start_base_fee_wei=0 if self.gas_free else int(scenario.chain.initial_base_fee_gwei * GWEI),
+            start_base_fee_wei=0
+            if self.gas_free
+            else int(scenario.chain.initial_base_fee_gwei * GWEI),
         )
         self.view.next_base_fee_wei = self.builder.base_fee_wei()
         self._make_agents(profiles, agent_rng)
-        self.by_address: dict[str, ChainAgent] = {a.address: a for a in self.agents if isinstance(a, ChainAgent)}
+        self.by_address: dict[str, ChainAgent] = {
+            a.address: a for a in self.agents if isinstance(a, ChainAgent)
+        }
         self.liquidatable: list[AccountState] = []
+        # others' net base flow per venue not yet absorbed by arbitrage (agents.arbitrageur)
+        self.venue_flow_base = [0] * len(scenario.markets)
         self.recorder = Recorder(self)
 
     # ------------------------------------------------------------------ set-up
@@ -134,14 +140,23 @@ class LiqSimModel(mesa.Model):
     def _make_session(self) -> ChainSession:
         s, r = self.scenario, self.roles
         accounts = derive_accounts(self.seed, r.count)
-        balances = [(accounts[r.deployer].address, 10**6 * ETHER), (accounts[r.reporter].address, 1_000 * ETHER)]
+        balances = [
+            (accounts[r.deployer].address, 10**6 * ETHER),
+            (accounts[r.reporter].address, 1_000 * ETHER),
+        ]
         balances += [(accounts[i].address, ETHER) for i in r.traders]
-        balances += [(accounts[i].address, int(s.liquidators.eth_budget * ETHER)) for i in r.liquidators]
+        balances += [
+            (accounts[i].address, int(s.liquidators.eth_budget * ETHER)) for i in r.liquidators
+        ]
         balances += [(accounts[i].address, 1_000 * ETHER) for i in r.arbitrageurs]
         gas_limit = GAS_FREE_BLOCK_GAS_LIMIT if self.gas_free else s.chain.block_gas_limit
         base_fee = 0 if self.gas_free else int(s.chain.initial_base_fee_gwei * GWEI)
-        genesis = GenesisConfig(block_gas_limit=gas_limit, base_fee_wei=base_fee, balances=tuple(balances))
-        return ChainSession(genesis, seed=self.seed, n_accounts=r.count, block_time_s=s.run.block_time_s)
+        genesis = GenesisConfig(
+            block_gas_limit=gas_limit, base_fee_wei=base_fee, balances=tuple(balances)
+        )
+        return ChainSession(
+            genesis, seed=self.seed, n_accounts=r.count, block_time_s=s.run.block_time_s
+        )
 
     def _address(self, index: int) -> str:
         return self.session.accounts[index].address
@@ -156,23 +171,38 @@ class LiqSimModel(mesa.Model):
         arb_units = int(self.scenario.arbitrageurs.collateral_usd * USD)
         for i in self.roles.arbitrageurs:
             calls += system.fund_trader_calls(self._address(i), arb_units)
-            calls += system.open_account_calls(self._address(i), Arbitrageur.subaccount, "cross", 0, arb_units)
+            calls += system.open_account_calls(
+                self._address(i), Arbitrageur.subaccount, "cross", 0, arb_units
+            )
         mined = system.send_batch(calls)
         self._setup_events = [ev for m in mined for ev in self.decoder.decode_all(m.logs)]
 
     def _initial_view(self) -> ChainView:
         system = self.system
         risk = [
-            MarketRisk(m.initial_margin_ppm, m.maintenance_margin_ppm, m.liquidation_penalty_ppm, m.liquidator_share_ppm)
+            MarketRisk(
+                m.initial_margin_ppm,
+                m.maintenance_margin_ppm,
+                m.liquidation_penalty_ppm,
+                m.liquidator_share_ppm,
+            )
             for m in system.config.markets
         ]
         oracles = []
         for feed in system.feeds:
             rid, answer, _, updated, _ = feed.functions.latestRoundData().call()
             oracles.append(OracleState(answer, updated, rid))
-        venues = [VenueState(v.functions.baseReserve().call(), v.functions.quoteReserve().call()) for v in system.venues]
+        venues = [
+            VenueState(v.functions.baseReserve().call(), v.functions.quoteReserve().call())
+            for v in system.venues
+        ]
         view = ChainView(
-            [f.address for f in system.feeds], [v.address for v in system.venues], system.exchange.address, risk, oracles, venues
+            [f.address for f in system.feeds],
+            [v.address for v in system.venues],
+            system.exchange.address,
+            risk,
+            oracles,
+            venues,
         )
         view.apply(self._setup_events)
         head = self.session.head()
@@ -213,7 +243,12 @@ class LiqSimModel(mesa.Model):
     def gas_cost_usd(self, gas_used: int, priority_fee_wei: int) -> float:
         if self.gas_free:
             return 0.0
-        return gas_used * (self.next_base_fee_wei() + priority_fee_wei) / 1e18 * self.gas_token_price_usd()
+        return (
+            gas_used
+            * (self.next_base_fee_wei() + priority_fee_wei)
+            / 1e18
+            * self.gas_token_price_usd()
+        )
 
     def rival_bid_wei(self, label: str, me: str) -> int | None:
         """Highest priority fee of another sender's pending transaction with ``label``."""
@@ -224,7 +259,9 @@ class LiqSimModel(mesa.Model):
         ]
         return max(bids) if bids else None
 
-    def confirm_liquidatable(self, candidates: Sequence[AccountState]) -> list[tuple[AccountState, int]]:
+    def confirm_liquidatable(
+        self, candidates: Sequence[AccountState]
+    ) -> list[tuple[AccountState, int]]:
         """One ``healthOf`` call: the candidates the chain says are liquidatable, with equity."""
         owners = [a.owner for a in candidates]
         subs = [a.subaccount for a in candidates]
@@ -243,9 +280,12 @@ class LiqSimModel(mesa.Model):
         """Hand receipts and events to agents, the view and the recorder."""
         block_events: list[Event] = []
         for rec, mined in zip(result.records, result.block.txs, strict=True):
-            events = self.decoder.decode_all(mined.logs, block=rec.block_number, tx_index=rec.index_in_block)
+            events = self.decoder.decode_all(
+                mined.logs, block=rec.block_number, tx_index=rec.index_in_block
+            )
             self.recorder.before_tx(rec, events)
             self.view.apply(events)
+            self._track_venue_flow(events)
             block_events += events
             agent = self.by_address.get(rec.sender)
             if agent is not None:
@@ -257,8 +297,20 @@ class LiqSimModel(mesa.Model):
         self.view.block_number = result.block.number
         self.view.timestamp_s = result.block.timestamp
         self.view.next_base_fee_wei = result.next_base_fee_wei
-        self.liquidatable = self.view.book.mark_liquidatable(self.view.oracle_prices_e8(), self.block)
+        self.liquidatable = self.view.book.mark_liquidatable(
+            self.view.oracle_prices_e8(), self.block
+        )
         self.recorder.after_block(result, block_events)
+
+    def _track_venue_flow(self, events: list[Event]) -> None:
+        """Accumulate non-arbitrage trades and liquidation closes executed on the venues."""
+        for ev in events:
+            if ev.name == "Traded" and not isinstance(
+                self.by_address.get(ev.args["owner"]), Arbitrageur
+            ):
+                self.venue_flow_base[ev.args["market"]] += ev.args["sizeDelta"]
+            elif ev.name == "PositionLiquidated":
+                self.venue_flow_base[ev.args["market"]] += ev.args["sizeClosed"]
 
     def run(self, blocks: int | None = None, progress=None) -> None:
         """Run ``blocks`` steps (the scenario's length by default)."""

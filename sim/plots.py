@@ -7,8 +7,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
 PNG_META = {"Software": None}  # no version stamp: byte-identical PNGs for identical tables
 
@@ -20,13 +20,39 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def plot_prices(blocks: pd.DataFrame, liquidations: pd.DataFrame, names: list[str], path: Path) -> Path:
-    fig, axes = plt.subplots(len(names), 1, figsize=(10, 3.2 * len(names)), sharex=True, squeeze=False)
+def plot_prices(
+    blocks: pd.DataFrame, liquidations: pd.DataFrame, names: list[str], path: Path
+) -> Path:
+    fig, axes = plt.subplots(
+        len(names), 1, figsize=(10, 3.2 * len(names)), sharex=True, squeeze=False
+    )
     for ax, n in zip(axes[:, 0], names, strict=True):
-        ax.plot(blocks["block"], blocks[f"{n}_external_usd"], label="external (CEX)", color="black", lw=1.2)
-        ax.step(blocks["block"], blocks[f"{n}_oracle_usd"], where="post", label="oracle (on-chain)", color="tab:blue")
-        ax.plot(blocks["block"], blocks[f"{n}_venue_usd"], label="venue (vAMM mark)", color="tab:orange", lw=0.9)
-        hit = liquidations[liquidations["markets"].str.contains(n, regex=False)] if not liquidations.empty else liquidations
+        ax.plot(
+            blocks["block"],
+            blocks[f"{n}_external_usd"],
+            label="external (CEX)",
+            color="black",
+            lw=1.2,
+        )
+        ax.step(
+            blocks["block"],
+            blocks[f"{n}_oracle_usd"],
+            where="post",
+            label="oracle (on-chain)",
+            color="tab:blue",
+        )
+        ax.plot(
+            blocks["block"],
+            blocks[f"{n}_venue_usd"],
+            label="venue (vAMM mark)",
+            color="tab:orange",
+            lw=0.9,
+        )
+        hit = (
+            liquidations[liquidations["markets"].str.contains(n, regex=False)]
+            if not liquidations.empty
+            else liquidations
+        )
         if not hit.empty:
             y = blocks.set_index("block").loc[hit["block"], f"{n}_oracle_usd"]
             ax.scatter(hit["block"], y, marker="x", color="tab:red", zorder=5, label="liquidation")
@@ -40,13 +66,30 @@ def plot_prices(blocks: pd.DataFrame, liquidations: pd.DataFrame, names: list[st
 
 def plot_liquidations(blocks: pd.DataFrame, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(10, 3.5))
-    ax.bar(blocks["block"], blocks["liquidations"], color="tab:red", width=1.0, label="liquidations per block")
+    ax.bar(
+        blocks["block"],
+        blocks["liquidations"],
+        color="tab:red",
+        width=1.0,
+        label="liquidations per block",
+    )
     ax.set_xlabel("block")
     ax.set_ylabel("liquidations")
     ax2 = ax.twinx()
-    ax2.plot(blocks["block"], blocks["liquidated_notional_usd"].cumsum() / 1e6, color="black", label="cumulative notional")
+    ax2.plot(
+        blocks["block"],
+        blocks["liquidated_notional_usd"].cumsum() / 1e6,
+        color="black",
+        label="cumulative notional",
+    )
     ax2.set_ylabel("cumulative notional (M USD)")
-    ax.plot(blocks["block"], blocks["liquidatable_accounts"], color="tab:purple", lw=0.8, label="liquidatable accounts")
+    ax.plot(
+        blocks["block"],
+        blocks["liquidatable_accounts"],
+        color="tab:purple",
+        lw=0.8,
+        label="liquidatable accounts",
+    )
     ax.legend(loc="upper left", fontsize=8)
     ax.set_title("Liquidations")
     return _save(fig, path)
@@ -55,13 +98,30 @@ def plot_liquidations(blocks: pd.DataFrame, path: Path) -> Path:
 def plot_fees(blocks: pd.DataFrame, path: Path) -> Path:
     fig, (ax, ax3) = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True)
     ax.plot(blocks["block"], blocks["base_fee_gwei"], label="base fee", color="black")
-    ax.plot(blocks["block"], blocks["mean_priority_fee_gwei"], label="mean priority fee (ours)", color="tab:green", lw=0.8)
-    ax.plot(blocks["block"], blocks["max_priority_fee_gwei"], label="max priority fee (ours)", color="tab:red", lw=0.8)
+    ax.plot(
+        blocks["block"],
+        blocks["mean_priority_fee_gwei"],
+        label="mean priority fee (ours)",
+        color="tab:green",
+        lw=0.8,
+    )
+    ax.plot(
+        blocks["block"],
+        blocks["max_priority_fee_gwei"],
+        label="max priority fee (ours)",
+        color="tab:red",
+        lw=0.8,
+    )
     ax.set_yscale("symlog", linthresh=1.0)
     ax.set_ylabel("gwei")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    ax3.plot(blocks["block"], blocks["background_gas_used"] / 1e6, label="background gas", color="tab:gray")
+    ax3.plot(
+        blocks["block"],
+        blocks["background_gas_used"] / 1e6,
+        label="background gas",
+        color="tab:gray",
+    )
     ax3.plot(blocks["block"], blocks["gas_used"] / 1e6, label="our gas", color="tab:blue")
     ax3.plot(blocks["block"], blocks["backlog"], label="backlog (txs)", color="tab:orange")
     ax3.set_ylabel("M gas / txs")
@@ -73,11 +133,18 @@ def plot_fees(blocks: pd.DataFrame, path: Path) -> Path:
 
 def plot_insurance(blocks: pd.DataFrame, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(10, 3.5))
-    ax.plot(blocks["block"], blocks["insurance_fund_usd"] / 1e3, label="insurance fund", color="tab:blue")
+    ax.plot(
+        blocks["block"],
+        blocks["insurance_fund_usd"] / 1e3,
+        label="insurance fund",
+        color="tab:blue",
+    )
     ax.set_ylabel("insurance fund (k USD)")
     ax.set_xlabel("block")
     ax2 = ax.twinx()
-    ax2.plot(blocks["block"], blocks["bad_debt_usd"] / 1e3, label="cumulative bad debt", color="tab:red")
+    ax2.plot(
+        blocks["block"], blocks["bad_debt_usd"] / 1e3, label="cumulative bad debt", color="tab:red"
+    )
     ax2.set_ylabel("bad debt (k USD)")
     fig.legend(loc="upper right", fontsize=8)
     ax.set_title("Insurance fund and bad debt")

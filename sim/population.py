@@ -34,8 +34,12 @@ def draw_traders(scenario: Scenario, rng: np.random.Generator) -> list[TraderPro
         k = int(rng.integers(1, min(t.markets_per_trader_max, n_markets) + 1))
         markets = tuple(sorted(int(m) for m in rng.choice(n_markets, size=k, replace=False)))
         directions = tuple(1 if rng.random() < t.long_fraction else -1 for _ in range(k))
-        leverage = min(_leverage(rng, t.leverage_min, t.leverage_max, t.leverage_distribution), leverage_cap)
-        collateral = t.collateral_median_usd * float(np.exp(t.collateral_sigma * rng.standard_normal()))
+        leverage = min(
+            _leverage(rng, t.leverage_min, t.leverage_max, t.leverage_distribution), leverage_cap
+        )
+        collateral = t.collateral_median_usd * float(
+            np.exp(t.collateral_sigma * rng.standard_normal())
+        )
         entry = int(rng.integers(0, t.entry_window_blocks))
         holding = max(1, int(rng.exponential(t.holding_blocks_mean)))
         uses_stop = rng.random() < t.stop_loss_adoption

@@ -36,7 +36,9 @@ class Recorder:
         self.current: dict[str, Any] = {}
         self._block_liquidations = 0
         self._block_notional = 0.0
-        self.datacollector = DataCollector(model_reporters={k: self._reporter(k) for k in self._columns()})
+        self.datacollector = DataCollector(
+            model_reporters={k: self._reporter(k) for k in self._columns()}
+        )
 
     # ---------------------------------------------------------------- columns
 
@@ -83,7 +85,9 @@ class Recorder:
         acct = view.book.get(a["owner"], a["subaccount"])
         prices = view.oracle_prices_e8()
         contagion = contagion_markets(acct, prices, view.book.risk) if acct is not None else []
-        contagion_units = sum(position_notional(acct.positions[m].size_base, prices[m]) for m in contagion)
+        contagion_units = sum(
+            position_notional(acct.positions[m].size_base, prices[m]) for m in contagion
+        )
         health = view.book.health(acct, prices) if acct is not None else None
         first = acct.first_liquidatable_block if acct is not None else None
         block = self.model.block
@@ -128,7 +132,9 @@ class Recorder:
         prios = [r.priority_fee_per_gas_wei / GWEI for r in result.records]
         prices = view.oracle_prices_e8()
         oi = sum(
-            position_notional(p.size_base, prices[m]) for a in view.book.with_positions() for m, p in a.positions.items()
+            position_notional(p.size_base, prices[m])
+            for a in view.book.with_positions()
+            for m, p in a.positions.items()
         )
         row: dict[str, Any] = {
             "block": model.block,
@@ -207,21 +213,74 @@ def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
 
 
 TX_COLUMNS = [
-    "tx_hash", "block_number", "index_in_block", "sender", "sender_kind", "label", "nonce", "gas_limit",
-    "gas_used", "base_fee_wei", "effective_gas_price_wei", "priority_fee_per_gas_wei", "fee_paid_wei",
-    "status", "revert_reason", "revert_detail", "failure", "submitted_block", "inclusion_delay_blocks",
-]  # fmt: skip
+    "tx_hash",
+    "block_number",
+    "index_in_block",
+    "sender",
+    "sender_kind",
+    "label",
+    "nonce",
+    "gas_limit",
+    "gas_used",
+    "base_fee_wei",
+    "effective_gas_price_wei",
+    "priority_fee_per_gas_wei",
+    "fee_paid_wei",
+    "status",
+    "revert_reason",
+    "revert_detail",
+    "failure",
+    "submitted_block",
+    "inclusion_delay_blocks",
+]
 DROPPED_COLUMNS = [
-    "tx_hash", "sender", "sender_kind", "label", "nonce", "gas_limit", "max_fee_per_gas_wei",
-    "max_priority_fee_per_gas_wei", "submitted_block", "dropped_block", "reason",
-]  # fmt: skip
+    "tx_hash",
+    "sender",
+    "sender_kind",
+    "label",
+    "nonce",
+    "gas_limit",
+    "max_fee_per_gas_wei",
+    "max_priority_fee_per_gas_wei",
+    "submitted_block",
+    "dropped_block",
+    "reason",
+]
 LIQUIDATION_COLUMNS = [
-    "block", "chain_block", "tx_hash", "tx_index", "liquidator", "owner", "subaccount", "mode", "markets",
-    "positions", "notional_usd", "penalty_usd", "liquidator_reward_usd", "insurance_share_usd",
-    "insurance_cover_usd", "bad_debt_usd", "equity_before_usd", "became_liquidatable_block", "delay_blocks",
-    "contagion_positions", "contagion_notional_usd", "gas_used", "priority_fee_gwei",
-]  # fmt: skip
+    "block",
+    "chain_block",
+    "tx_hash",
+    "tx_index",
+    "liquidator",
+    "owner",
+    "subaccount",
+    "mode",
+    "markets",
+    "positions",
+    "notional_usd",
+    "penalty_usd",
+    "liquidator_reward_usd",
+    "insurance_share_usd",
+    "insurance_cover_usd",
+    "bad_debt_usd",
+    "equity_before_usd",
+    "became_liquidatable_block",
+    "delay_blocks",
+    "contagion_positions",
+    "contagion_notional_usd",
+    "gas_used",
+    "priority_fee_gwei",
+]
 ACCOUNT_COLUMNS = [
-    "owner", "subaccount", "kind", "mode", "deposited_usd", "withdrawn_usd", "collateral_usd", "equity_usd",
-    "open_positions", "liquidations", "net_loss_usd",
-]  # fmt: skip
+    "owner",
+    "subaccount",
+    "kind",
+    "mode",
+    "deposited_usd",
+    "withdrawn_usd",
+    "collateral_usd",
+    "equity_usd",
+    "open_positions",
+    "liquidations",
+    "net_loss_usd",
+]

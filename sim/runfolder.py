@@ -30,7 +30,17 @@ from eth_utils import keccak
 from sim.artifacts import load_artifact, load_manifest
 from sim.scenario import Scenario
 
-PACKAGES = ("liqsim", "mesa", "web3", "eth-tester", "py-evm", "numpy", "pandas", "pyarrow", "matplotlib")
+PACKAGES = (
+    "liqsim",
+    "mesa",
+    "web3",
+    "eth-tester",
+    "py-evm",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "matplotlib",
+)
 
 
 def _json(path: Path, data: Any) -> None:
@@ -64,14 +74,25 @@ class RunFolder:
     def manifest(self, model) -> None:
         system = model.system
         code = {}
-        for name, contract in [("CollateralToken", system.token), ("MarginExchange", system.exchange)] + [
-            (f"OracleFeed[{n}]", f) for n, f in zip(system.market_names, system.feeds, strict=True)
-        ] + [(f"VirtualAmm[{n}]", v) for n, v in zip(system.market_names, system.venues, strict=True)]:
+        for name, contract in (
+            [("CollateralToken", system.token), ("MarginExchange", system.exchange)]
+            + [
+                (f"OracleFeed[{n}]", f)
+                for n, f in zip(system.market_names, system.feeds, strict=True)
+            ]
+            + [
+                (f"VirtualAmm[{n}]", v)
+                for n, v in zip(system.market_names, system.venues, strict=True)
+            ]
+        ):
             code[name] = {
                 "address": contract.address,
-                "runtime_code_keccak": "0x" + keccak(bytes(model.session.w3.eth.get_code(contract.address))).hex(),
+                "runtime_code_keccak": "0x"
+                + keccak(bytes(model.session.w3.eth.get_code(contract.address))).hex(),
             }
-        artifacts = {n: "0x" + keccak(load_artifact(n).bytecode).hex() for n in load_manifest()["contracts"]}
+        artifacts = {
+            n: "0x" + keccak(load_artifact(n).bytecode).hex() for n in load_manifest()["contracts"]
+        }
         _json(
             self.path / "manifest.json",
             {

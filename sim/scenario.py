@@ -305,14 +305,14 @@ class Market:
         le=1,
     )
     venue_depth_usd: float = param(
-        50_000_000.0,
+        20_000_000.0,
         "Quote reserve of the market's virtual AMM; a trade of notional d moves the venue price "
         "by about 2d / depth.",
         unit="USD",
         gt=0,
     )
     impact_per_million_usd: float = param(
-        0.005,
+        0.03,
         "External price impact of agents' external trades: fractional move per 1M USD "
         "notional, in the trade's direction.",
         unit="fraction per 1M USD",
@@ -344,8 +344,8 @@ def _default_markets() -> tuple[Market, ...]:
             initial_price_usd=60_000.0,
             volatility_annual=0.55,
             crash_fall=0.15,
-            venue_depth_usd=100_000_000.0,
-            impact_per_million_usd=0.004,
+            venue_depth_usd=40_000_000.0,
+            impact_per_million_usd=0.02,
         ),
     )
 
@@ -387,7 +387,7 @@ class Traders:
         ge=1,
     )
     collateral_median_usd: float = param(
-        5000.0, "Median of the lognormal initial collateral.", unit="USD", gt=0
+        10_000.0, "Median of the lognormal initial collateral.", unit="USD", gt=0
     )
     collateral_sigma: float = param(
         1.0, "Standard deviation of log collateral.", unit="log USD", ge=0
@@ -401,7 +401,7 @@ class Traders:
     )
     long_fraction: float = param(0.65, "Probability that a position is long.", ge=0, le=1)
     holding_blocks_mean: float = param(
-        720.0,
+        2000.0,
         "Mean (exponential) time a position is held before it is closed.",
         unit="blocks",
         gt=0,
@@ -419,7 +419,7 @@ class Traders:
         "requirement.",
         ge=0,
     )
-    stop_loss_adoption: float = param(0.5, "Fraction of traders who use a stop-loss.", ge=0, le=1)
+    stop_loss_adoption: float = param(0.3, "Fraction of traders who use a stop-loss.", ge=0, le=1)
     stop_loss: float = param(
         0.5,
         "Stop-loss: close when this fraction of the collateral is lost (0 = none).",
@@ -445,7 +445,7 @@ class Traders:
         5, "Reaction delay between the trigger and the top-up transaction.", unit="blocks", ge=0
     )
     top_up_wallet_usd: float = param(
-        2500.0, "Collateral each trader holds outside the exchange for top-ups.", unit="USD", ge=0
+        1000.0, "Collateral each trader holds outside the exchange for top-ups.", unit="USD", ge=0
     )
     derisk_health_trigger: float = param(
         1.25, "De-risk when equity / maintenance requirement falls below this.", ge=1

@@ -19,7 +19,9 @@ def _f(x: Any) -> float | None:
     return None if np.isnan(x) else round(x, 6)
 
 
-def gas_by_kind(transactions: pd.DataFrame, blocks: pd.DataFrame, gas_token_usd: pd.Series | None) -> dict[str, dict]:
+def gas_by_kind(
+    transactions: pd.DataFrame, blocks: pd.DataFrame, gas_token_usd: pd.Series | None
+) -> dict[str, dict]:
     """Gas paid per kind of sender, in ETH and USD (at the gas token's price in that block)."""
     out: dict[str, dict] = {}
     if transactions.empty:
@@ -55,7 +57,11 @@ def summarize(tables: dict[str, pd.DataFrame], facts: dict[str, Any]) -> dict[st
     gas_usd = blocks[f"{token}_external_usd"] if token else None
 
     delays = liq["delay_blocks"] if not liq.empty else pd.Series(dtype=float)
-    insurance = blocks["insurance_fund_usd"] if not blocks.empty else pd.Series([facts["initial_insurance_usd"]])
+    insurance = (
+        blocks["insurance_fund_usd"]
+        if not blocks.empty
+        else pd.Series([facts["initial_insurance_usd"]])
+    )
     traders = accounts[accounts["kind"] == "trader"] if not accounts.empty else accounts
     oracle = {}
     for n in names:
@@ -74,7 +80,9 @@ def summarize(tables: dict[str, pd.DataFrame], facts: dict[str, Any]) -> dict[st
     lost_usd = 0.0
     if not lost.empty and gas_usd is not None:
         price = dict(zip(blocks["chain_block"], gas_usd, strict=True))
-        lost_usd = float((lost["fee_paid_wei"].astype(float) / 1e18 * lost["block_number"].map(price)).sum())
+        lost_usd = float(
+            (lost["fee_paid_wei"].astype(float) / 1e18 * lost["block_number"].map(price)).sum()
+        )
     return {
         "blocks": len(blocks),
         "transactions": len(tx),
@@ -82,7 +90,9 @@ def summarize(tables: dict[str, pd.DataFrame], facts: dict[str, Any]) -> dict[st
             "count": len(liq),
             "notional_usd": _f(liq["notional_usd"].sum()) if not liq.empty else 0.0,
             "positions": int(liq["positions"].sum()) if not liq.empty else 0,
-            "by_mode": {str(k): int(v) for k, v in liq["mode"].value_counts().sort_index().items()} if not liq.empty else {},
+            "by_mode": {str(k): int(v) for k, v in liq["mode"].value_counts().sort_index().items()}
+            if not liq.empty
+            else {},
         },
         "liquidation_delay_blocks": {
             "mean": _f(delays.mean()) if len(delays) else None,
@@ -99,7 +109,9 @@ def summarize(tables: dict[str, pd.DataFrame], facts: dict[str, Any]) -> dict[st
         "traders": {
             "count": len(traders),
             "losses_usd": _f(traders["net_loss_usd"].sum()) if not traders.empty else None,
-            "liquidated_accounts": int((traders["liquidations"] > 0).sum()) if not traders.empty else 0,
+            "liquidated_accounts": int((traders["liquidations"] > 0).sum())
+            if not traders.empty
+            else 0,
         },
         "contagion": {
             "positions": int(liq["contagion_positions"].sum()) if not liq.empty else 0,

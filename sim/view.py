@@ -85,7 +85,11 @@ class ChainView:
                 exchange_events.append(ev)
             elif ev.name == "AnswerUpdated" and ev.address in self._feed_index:
                 o = self.oracles[self._feed_index[ev.address]]
-                o.price_e8, o.updated_at_s, o.round_id = ev.args["current"], ev.args["updatedAt"], ev.args["roundId"]
+                o.price_e8, o.updated_at_s, o.round_id = (
+                    ev.args["current"],
+                    ev.args["updatedAt"],
+                    ev.args["roundId"],
+                )
             elif ev.name == "Swap" and ev.address in self._venue_index:
                 v = self.venues[self._venue_index[ev.address]]
                 v.base_reserve, v.quote_reserve = ev.args["baseReserve"], ev.args["quoteReserve"]

@@ -39,9 +39,13 @@ def trader(system: System, i: int) -> str:
     return system.session.accounts[2 + i].address
 
 
-def open_account(system: System, owner: str, sub: int, mode: str, market: int, collateral_usd: float) -> None:
+def open_account(
+    system: System, owner: str, sub: int, mode: str, market: int, collateral_usd: float
+) -> None:
     units = int(collateral_usd * USD)
-    calls = system.fund_trader_calls(owner, units) + system.open_account_calls(owner, sub, mode, market, units)
+    calls = system.fund_trader_calls(owner, units) + system.open_account_calls(
+        owner, sub, mode, market, units
+    )
     system.send_batch(calls)
 
 
@@ -54,7 +58,7 @@ def revert_reason(system: System, call: Call) -> str:
 
 
 def set_price(system: System, market: int, price_usd: float) -> None:
-    system.send(system.report_call(market, int(round(price_usd * E8))))
+    system.send(system.report_call(market, round(price_usd * E8)))
 
 
 WHALE_INDEX = 15
@@ -74,7 +78,7 @@ def venue_trade_to(system: System, market: int, price_e8: int) -> int:
 
 def set_market(system: System, market: int, price_usd: float) -> None:
     """Write the oracle price and trade the venue to it (as an arbitrageur would)."""
-    price_e8 = int(round(price_usd * E8))
+    price_e8 = round(price_usd * E8)
     whale = trader(system, WHALE_INDEX)
     if system.exchange.functions.getAccount(whale, 0).call()[0] == 0:
         open_account(system, whale, 0, "cross", 0, WHALE_COLLATERAL_USD)

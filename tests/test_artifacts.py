@@ -22,7 +22,10 @@ def test_manifest_lists_pinned_compiler():
     lock = json.loads((REPO_ROOT / "package-lock.json").read_text())
     solc_pin = lock["packages"]["node_modules/solc"]["version"]
     assert manifest["compiler"].startswith(f"solc-js {solc_pin}+")
-    assert manifest["openzeppelin"] == lock["packages"]["node_modules/@openzeppelin/contracts"]["version"]
+    assert (
+        manifest["openzeppelin"]
+        == lock["packages"]["node_modules/@openzeppelin/contracts"]["version"]
+    )
 
 
 def test_every_contract_has_code_and_abi():
@@ -36,7 +39,9 @@ def test_every_contract_has_code_and_abi():
     reason="node or the pinned npm solc is not installed (make test installs both)",
 )
 def test_recompile_reproduces_committed_bytecode(tmp_path: Path):
-    subprocess.run(["node", str(REPO_ROOT / "contracts" / "compile.mjs"), "--out", str(tmp_path)], check=True)
+    subprocess.run(
+        ["node", str(REPO_ROOT / "contracts" / "compile.mjs"), "--out", str(tmp_path)], check=True
+    )
     fresh = json.loads((tmp_path / "manifest.json").read_text())
     assert fresh["contracts"] == load_manifest()["contracts"]
     for name in fresh["contracts"]:

@@ -151,6 +151,16 @@ def test_views_work_when_base_fee_is_high(session: ChainSession) -> None:
     assert int.from_bytes(session.w3.eth.call({"to": store, "data": "0x"}), "big") == 0
 
 
+def test_views_never_change_state(session: ChainSession) -> None:
+    store = _deploy_store(session)
+    session.transact(session.accounts[0].address, store, word(7), 60_000)
+    sender = _addresses(session)[1]
+    assert session.call(store, word(99), sender=sender) == b""
+    session.w3.eth.call({"to": store, "data": "0x" + word(98).hex()})
+    assert _stored(session, store) == 7
+    assert session.backend.nonce(sender) == 0
+
+
 def test_call_revert_carries_revert_data(session: ChainSession) -> None:
     reverter = session.deploy(
         session.accounts[0].address, init_code(revert_runtime(NOT_LIQUIDATABLE)), 200_000

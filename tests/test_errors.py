@@ -25,11 +25,15 @@ def _mock_feed(s: System):
 
 def _add_market_call(s: System, feed: str, params=None):
     params = params or s.config.markets[ETH].params_tuple()
-    return s.call(s.deployer, s.exchange, "addMarket", feed, s.venues[ETH].address, params, gas=400_000)
+    return s.call(
+        s.deployer, s.exchange, "addMarket", feed, s.venues[ETH].address, params, gas=400_000
+    )
 
 
 def t_not_owner_feed(s):
-    return revert_reason(s, s.call(trader(s, 0), s.feeds[ETH], "setReporter", trader(s, 0), True, gas=100_000))
+    return revert_reason(
+        s, s.call(trader(s, 0), s.feeds[ETH], "setReporter", trader(s, 0), True, gas=100_000)
+    )
 
 
 def t_not_reporter(s):
@@ -72,11 +76,24 @@ def t_invalid_reserves(s):
 
 
 def t_not_owner_exchange(s):
-    return revert_reason(s, s.call(trader(s, 0), s.exchange, "addMarket", s.feeds[0].address, s.venues[0].address, s.config.markets[0].params_tuple(), gas=400_000))
+    return revert_reason(
+        s,
+        s.call(
+            trader(s, 0),
+            s.exchange,
+            "addMarket",
+            s.feeds[0].address,
+            s.venues[0].address,
+            s.config.markets[0].params_tuple(),
+            gas=400_000,
+        ),
+    )
 
 
 def t_unknown_market(s):
-    return revert_reason(s, s.call(trader(s, 0), s.exchange, "openSubaccount", 0, 2, 7, gas=150_000))
+    return revert_reason(
+        s, s.call(trader(s, 0), s.exchange, "openSubaccount", 0, 2, 7, gas=150_000)
+    )
 
 
 def t_unknown_subaccount(s):
@@ -92,14 +109,18 @@ def t_subaccount_exists(s):
 def t_too_many_subaccounts(s):
     alice = trader(s, 0)
     limit = s.exchange.functions.MAX_SUBACCOUNTS().call()
-    s.send_batch([s.call(alice, s.exchange, "openSubaccount", i, 1, 0, gas=150_000) for i in range(limit)])
+    s.send_batch(
+        [s.call(alice, s.exchange, "openSubaccount", i, 1, 0, gas=150_000) for i in range(limit)]
+    )
     return revert_reason(s, s.call(alice, s.exchange, "openSubaccount", limit, 1, 0, gas=150_000))
 
 
 def t_wrong_margin_mode(s):
     alice = trader(s, 0)
     open_account(s, alice, 0, "isolated", ETH, 100)
-    return revert_reason(s, s.trade_call(alice, 0, 1, ONE // 1000))  # BTC in an ETH-isolated account
+    return revert_reason(
+        s, s.trade_call(alice, 0, 1, ONE // 1000)
+    )  # BTC in an ETH-isolated account
 
 
 def t_zero_amount(s):

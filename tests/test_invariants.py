@@ -18,7 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from sim.chain import ChainSession
 from sim.deploy import USD, SystemConfig, deploy_system
-from tests.helpers import BTC, ETH, E8, open_account, set_market, trader
+from tests.helpers import BTC, E8, ETH, open_account, set_market, trader
 
 ONE = 10**18
 N_TRADERS = 3
@@ -52,22 +52,35 @@ class ExchangeMachine(RuleBasedStateMachine):
 
     @rule(acct=st.integers(0, len(ACCOUNTS) - 1), usd=st.integers(1, 3_000))
     def deposit(self, acct, usd):
-        t, sub = ACCOUNTS[acct]
+        _t, sub = ACCOUNTS[acct]
         owner = self.owner(acct)
-        self.s.send_batch([
-            self.s.call(self.s.deployer, self.s.token, "mint", owner, usd * USD, gas=100_000),
-            self.s.call(owner, self.s.exchange, "deposit", sub, usd * USD, gas=150_000),
-        ])
+        self.s.send_batch(
+            [
+                self.s.call(self.s.deployer, self.s.token, "mint", owner, usd * USD, gas=100_000),
+                self.s.call(owner, self.s.exchange, "deposit", sub, usd * USD, gas=150_000),
+            ]
+        )
 
     @rule(acct=st.integers(0, len(ACCOUNTS) - 1), usd=st.integers(1, 6_000))
     def withdraw(self, acct, usd):
-        t, sub = ACCOUNTS[acct]
-        self.s.try_send(self.s.call(self.owner(acct), self.s.exchange, "withdraw", sub, usd * USD, gas=250_000))
+        _t, sub = ACCOUNTS[acct]
+        self.s.try_send(
+            self.s.call(self.owner(acct), self.s.exchange, "withdraw", sub, usd * USD, gas=250_000)
+        )
 
-    @rule(t=st.integers(0, N_TRADERS - 1), src=st.integers(0, 2), dst=st.integers(0, 2), usd=st.integers(1, 3_000))
+    @rule(
+        t=st.integers(0, N_TRADERS - 1),
+        src=st.integers(0, 2),
+        dst=st.integers(0, 2),
+        usd=st.integers(1, 3_000),
+    )
     def transfer(self, t, src, dst, usd):
         owner = trader(self.s, t)
-        self.s.try_send(self.s.call(owner, self.s.exchange, "transferCollateral", src, dst, usd * USD, gas=250_000))
+        self.s.try_send(
+            self.s.call(
+                owner, self.s.exchange, "transferCollateral", src, dst, usd * USD, gas=250_000
+            )
+        )
 
     @rule(
         acct=st.integers(0, len(ACCOUNTS) - 1),
@@ -75,7 +88,7 @@ class ExchangeMachine(RuleBasedStateMachine):
         notional_usd=st.integers(-60_000, 60_000).filter(lambda x: abs(x) >= 10),
     )
     def trade(self, acct, pick, notional_usd):
-        t, sub = ACCOUNTS[acct]
+        _t, sub = ACCOUNTS[acct]
         markets = SUB_MARKETS[sub]
         market = markets[pick % len(markets)]
         owner = self.owner(acct)
@@ -83,11 +96,15 @@ class ExchangeMachine(RuleBasedStateMachine):
         before = self.f().getPosition(owner, sub, market).call()[0]
         mined = self.s.try_send(self.s.trade_call(owner, sub, market, size))
         after = before + size
-        risk_increasing = abs(after) > abs(before) or (before != 0 and after != 0 and (before > 0) != (after > 0))
+        risk_increasing = abs(after) > abs(before) or (
+            before != 0 and after != 0 and (before > 0) != (after > 0)
+        )
         if mined.status == 1 and risk_increasing:
             h = self.s.health(owner, sub)
             assert h["equity"] >= h["initial_requirement"]
-            assert not h["liquidatable"], "liquidatable right after passing the initial-margin check"
+            assert not h["liquidatable"], (
+                "liquidatable right after passing the initial-margin check"
+            )
 
     @rule(market=st.sampled_from([ETH, BTC]), move=st.floats(-0.25, 0.25))
     def move_price(self, market, move):
@@ -96,7 +113,7 @@ class ExchangeMachine(RuleBasedStateMachine):
 
     @rule(acct=st.integers(0, len(ACCOUNTS) - 1))
     def liquidate(self, acct):
-        t, sub = ACCOUNTS[acct]
+        _t, sub = ACCOUNTS[acct]
         owner = self.owner(acct)
         liquidatable = self.s.health(owner, sub)["liquidatable"]
         mined = self.s.try_send(self.s.liquidate_call(trader(self.s, 9), owner, sub, n_markets=2))
@@ -112,11 +129,17 @@ class ExchangeMachine(RuleBasedStateMachine):
     def tokens_are_conserved(self):
         f = self.f()
         balance = self.s.token.functions.balanceOf(self.s.exchange.address).call()
-        total, insurance, cp = f.totalCollateral().call(), f.insuranceFund().call(), f.counterpartyFund().call()
+        total, insurance, cp = (
+            f.totalCollateral().call(),
+            f.insuranceFund().call(),
+            f.counterpartyFund().call(),
+        )
         assert balance == total + insurance + cp
         assert cp >= 0
         assert balance >= total + insurance
-        accounts_sum = sum(f.getAccount(self.owner(i), ACCOUNTS[i][1]).call()[3] for i in range(len(ACCOUNTS)))
+        accounts_sum = sum(
+            f.getAccount(self.owner(i), ACCOUNTS[i][1]).call()[3] for i in range(len(ACCOUNTS))
+        )
         whale = f.getAccount(trader(self.s, 15), 0).call()[3]
         assert total == accounts_sum + whale
 

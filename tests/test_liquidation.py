@@ -5,7 +5,16 @@ import pytest
 from sim.chain import ChainSession
 from sim.deploy import USD, SystemConfig, deploy_system
 from sim.events import EventDecoder
-from tests.helpers import BTC, ETH, amm_quote, open_account, reserves, revert_reason, set_market, trader
+from tests.helpers import (
+    BTC,
+    ETH,
+    amm_quote,
+    open_account,
+    reserves,
+    revert_reason,
+    set_market,
+    trader,
+)
 
 ONE = 10**18
 

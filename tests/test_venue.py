@@ -49,7 +49,7 @@ def test_price_impact_direction_and_size(funded):
 
 
 def test_buyer_pays_more_than_mark_seller_gets_less(funded):
-    s, alice = funded
+    s, _alice = funded
     b, q = reserves(s, ETH)
     p = mark(s)
     buy = amm_quote(b, q, 10 * ONE)
@@ -62,10 +62,16 @@ def test_slippage_bound(funded):
     b, q = reserves(s, ETH)
     size = 10 * ONE
     avg_e8 = -(-amm_quote(b, q, size) * 10**20 // size)  # average price, rounded up
-    assert revert_reason(s, s.trade_call(alice, 0, ETH, size, limit_price_e8=avg_e8 - 1)) == "SlippageExceeded"
+    assert (
+        revert_reason(s, s.trade_call(alice, 0, ETH, size, limit_price_e8=avg_e8 - 1))
+        == "SlippageExceeded"
+    )
     assert revert_reason(s, s.trade_call(alice, 0, ETH, size, limit_price_e8=avg_e8)) == ""
     b, q = reserves(s, ETH)
     avg_sell = -amm_quote(b, q, -size) * 10**20 // size
-    assert revert_reason(s, s.trade_call(alice, 0, ETH, -size, limit_price_e8=avg_sell + 1)) == "SlippageExceeded"
+    assert (
+        revert_reason(s, s.trade_call(alice, 0, ETH, -size, limit_price_e8=avg_sell + 1))
+        == "SlippageExceeded"
+    )
     assert revert_reason(s, s.trade_call(alice, 0, ETH, -size, limit_price_e8=avg_sell)) == ""
     assert s.token.functions.balanceOf(s.exchange.address).call() > 1_000_000 * USD

@@ -1,0 +1,243 @@
+"""Agents' decisions from given observations (the view and the external price are set by hand)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from agents.arbitrageur import Arbitrageur, absorbed_flow
+from agents.liquidator import Liquidator, liquidation_label
+from agents.oracle_reporter import OracleReporter
+from agents.trader import Trader, TraderProfile, plan_subaccounts
+from sim.api import resolve_scenario
+from sim.book import AccountState, PositionState
+from sim.model import LiqSimModel
+
+TINY = Path(__file__).resolve().parent.parent / "scenarios" / "tiny.toml"
+GWEI = 10**9
+
+
+class FixedExternal:
+    """External market stub: constant prices per market."""
+
+    def __init__(self, prices_e8):
+        self.prices_e8 = list(prices_e8)
+        self.trades = []
+
+    def price_e8(self, market, block):
+        return self.prices_e8[market]
+
+    def price(self, market, block):
+        if isinstance(market, str):
+            market = {"ETH": 0, "BTC": 1}[market]
+        return self.prices_e8[market] / 1e8
+
+    def apply_trade(self, market, notional_usd, block):
+        self.trades.append((market, notional_usd))
+
+
+@pytest.fixture
+def model():
+    m = LiqSimModel(resolve_scenario(TINY, ["traders.count=2", "liquidators.count=2"]), seed=1)
+    m.external = FixedExternal([o.price_e8 for o in m.view.oracles])
+    return m
+
+
+def _pending(model, kind):
+    return [p for p in model.builder.mempool.pending() if p.intent.sender_kind == kind]
+
+
+# ---------------------------------------------------------------- oracle reporter
+
+
+def test_reporter_writes_only_past_the_deviation_threshold(model):
+    reporter = next(iter(model.agents_by_type[OracleReporter]))
+    p0 = model.view.oracles[0].price_e8
+    model.external.prices_e8[0] = int(p0 * 1.004)  # 0.4% < 0.5%
+    reporter.step()
+    assert not _pending(model, "oracle")
+    model.external.prices_e8[0] = int(p0 * 1.006)
+    reporter.step()
+    (tx,) = _pending(model, "oracle")
+    assert tx.intent.label == "report:0"
+    assert int.from_bytes(tx.signed.data[4:36], "big") == int(p0 * 1.006)
+
+
+def test_reporter_heartbeat_and_replacement(model):
+    reporter = next(iter(model.agents_by_type[OracleReporter]))
+    model.view.timestamp_s = model.view.oracles[1].updated_at_s + 3600  # heartbeat passed
+    reporter.step()
+    labels = sorted(p.intent.label for p in _pending(model, "oracle"))
+    assert labels == ["report:0", "report:1"]
+    # the price moves again past the threshold while the report waits: same nonce, new price
+    (old,) = [p for p in _pending(model, "oracle") if p.intent.label == "report:0"]
+    model.external.prices_e8[0] = int(model.external.prices_e8[0] * 0.99)
+    reporter.step()
+    (new,) = [p for p in _pending(model, "oracle") if p.intent.label == "report:0"]
+    assert (
+        new.nonce == old.nonce
+        and new.signed.max_priority_fee_per_gas_wei > old.signed.max_priority_fee_per_gas_wei
+    )
+    assert int.from_bytes(new.signed.data[4:36], "big") == model.external.prices_e8[0]
+
+
+# --------------------------------------------------------------------- liquidator
+
+
+def _underwater_account(model) -> AccountState:
+    owner = model.session.accounts[2].address
+    acct = AccountState(owner, 0, 2, 0, collateral_units=100 * 10**6)
+    price = model.view.oracles[0].price_e8
+    size = 10**18 * 10  # 10 ETH long, ~25,000 USD, equity 100 + pnl
+    acct.positions[0] = PositionState(
+        size, size * price // 10**20 + 90 * 10**6
+    )  # bought 90 USD above
+    acct.first_liquidatable_block = 0
+    model.liquidatable = [acct]
+    return acct
+
+
+def test_liquidator_waits_for_its_latency_then_bids(model, monkeypatch):
+    acct = _underwater_account(model)
+    monkeypatch.setattr(
+        model, "confirm_liquidatable", lambda cands: [(a, 300 * 10**6) for a in cands]
+    )
+    slow, fast = sorted(model.agents_by_type[Liquidator], key=lambda a: a.address)
+    slow.latency_blocks, fast.latency_blocks = 3, 0
+    model.block = 1
+    slow.step()
+    assert not _pending(model, "liquidator")
+    fast.step()
+    (tx,) = _pending(model, "liquidator")
+    assert tx.intent.label == liquidation_label(acct.owner, 0)
+    assert tx.signed.max_priority_fee_per_gas_wei == fast.opening_bid_wei
+
+
+def test_liquidators_outbid_each_other_up_to_the_cap(model, monkeypatch):
+    _underwater_account(model)
+    monkeypatch.setattr(
+        model, "confirm_liquidatable", lambda cands: [(a, 300 * 10**6) for a in cands]
+    )
+    a, b = sorted(model.agents_by_type[Liquidator], key=lambda x: x.address)
+    a.latency_blocks = b.latency_blocks = 0
+    a.step()
+    b.step()
+    bids = {p.sender: p.signed.max_priority_fee_per_gas_wei for p in _pending(model, "liquidator")}
+    assert bids[b.address] == int(bids[a.address] * (1 + b.bid_increment)) + 1
+    a.step()  # a sees b's higher bid on its pending liquidation and bumps it (same nonce)
+    bids2 = {p.sender: p.signed.max_priority_fee_per_gas_wei for p in _pending(model, "liquidator")}
+    assert bids2[a.address] > bids[b.address]
+    a.bid_cap_wei = bids2[a.address]
+    b.step()  # b would bid past a's cap only if it were under its own cap: it is, so it bumps
+    assert len(_pending(model, "liquidator")) == 2
+
+
+def test_liquidator_skips_when_gas_costs_more_than_the_reward(model, monkeypatch):
+    _underwater_account(model)
+    monkeypatch.setattr(
+        model, "confirm_liquidatable", lambda cands: [(a, 1 * 10**6) for a in cands]
+    )
+    liq = next(iter(model.agents_by_type[Liquidator]))
+    liq.latency_blocks = 0
+    model.view.next_base_fee_wei = 5_000 * GWEI  # extreme congestion
+    liq.step()
+    assert not _pending(model, "liquidator") and liq.skipped_unprofitable == 1
+
+
+# ------------------------------------------------------------------------- trader
+
+
+def _trader(model, **changes) -> Trader:
+    t = next(iter(model.agents_by_type[Trader]))
+    t.profile = replace(t.profile, **changes)
+    return t
+
+
+def test_plan_subaccounts_same_exposure_and_capital():
+    p = TraderProfile((0, 1), (1, -1), 5.0, 10_001, 0, 0, 100, 0.0, "cross")
+    (cross,) = plan_subaccounts(p, "cross")
+    iso = plan_subaccounts(p, "isolated")
+    assert cross.markets == (0, 1) and cross.collateral_units == 10_001
+    assert [s.markets for s in iso] == [(0,), (1,)]
+    assert sum(s.collateral_units for s in iso) == 10_001
+
+
+def test_trader_opens_at_its_entry_block(model):
+    t = _trader(model, entry_block=3)
+    model.block = 2
+    t.step()
+    assert not t.in_flight
+    model.block = 3
+    t.step()
+    labels = [f.label for f in t.in_flight.values()]
+    assert labels[0] == "open:openSubaccount" and labels[-1] == "open:trade"
+    assert t.state == "open"
+
+
+def _opened(model, t, loss_units):
+    t.state = "open"
+    sub = t.subs[0]
+    acct = AccountState(
+        t.address,
+        sub.subaccount,
+        1,
+        0,
+        collateral_units=sub.collateral_units,
+        deposited_units=sub.collateral_units,
+    )
+    price = model.view.oracles[0].price_e8
+    size = 10**17
+    acct.positions[0] = PositionState(size, size * price // 10**20 + loss_units)
+    model.view.book.accounts[acct.key] = acct
+    return acct
+
+
+def test_stop_loss_closes_the_position(model):
+    t = _trader(
+        model, stop_loss=0.5, collateral_units=1_000 * 10**6, entry_block=0, holding_blocks=10**6
+    )
+    t.subs = plan_subaccounts(t.profile, "cross")
+    _opened(model, t, loss_units=600 * 10**6)
+    t.step()
+    assert [f.label for f in t.in_flight.values()] == ["stop"] and t.stops == 1
+
+
+def test_top_up_after_the_reaction_delay(model):
+    t = _trader(
+        model, stop_loss=0.0, collateral_units=1_000 * 10**6, entry_block=0, holding_blocks=10**6
+    )
+    t.subs = plan_subaccounts(t.profile, "cross")
+    t.params = replace(t.params, derisk_fraction=0.0, top_up_delay_blocks=2)
+    acct = _opened(model, t, loss_units=995 * 10**6)  # equity ~5 USD, health < 1.5
+    model.block = 10
+    t.step()
+    assert not t.in_flight  # the reaction delay starts
+    model.block = 12
+    t.step()
+    assert [f.label for f in t.in_flight.values()] == ["topup"]
+    assert acct.key == (t.address, 0)
+
+
+# -------------------------------------------------------------------- arbitrageur
+
+
+def test_absorbed_flow():
+    assert absorbed_flow(5, -10) == 5
+    assert absorbed_flow(15, -10) == 10
+    assert absorbed_flow(-3, 10) == -3
+    assert absorbed_flow(5, 10) == 0 and absorbed_flow(5, 0) == 0
+
+
+def test_arbitrageur_trades_toward_the_external_price(model):
+    arb = next(iter(model.agents_by_type[Arbitrageur]))
+    mark = model.view.venues[0].mark_e8
+    model.external.prices_e8 = [mark, model.view.venues[1].mark_e8]
+    arb.step()
+    assert not arb.in_flight  # no gap
+    model.external.prices_e8[0] = int(mark * 0.98)  # venue 2% above external: sell the venue
+    arb.step()
+    (flight,) = arb.in_flight.values()
+    size = int.from_bytes(flight.signed.data[4 + 64 : 4 + 96], "big", signed=True)
+    assert flight.label == "arb:0" and size < 0

@@ -1,0 +1,260 @@
+"""The agent-based model end to end on tiny scenarios: the run, its outputs against the chain,
+determinism, and what the command line does with bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from agents.trader import Trader
+from sim.api import resolve_scenario, run_scenario, simulate
+from sim.book import health_of
+from sim.events import EventDecoder
+from sim.model import LiqSimModel
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ROOT / "scenarios" / "tiny.toml"
+# a tiny run with a deep crash, so that liquidations happen
+CRASHY = [
+    "markets.0.crash_fall=0.35",
+    "markets.1.crash_fall=0.3",
+    "traders.count=16",
+    "liquidators.count=2",
+]
+
+
+@pytest.fixture(scope="module")
+def crashy_model():
+    model = LiqSimModel(resolve_scenario(TINY, CRASHY), seed=5)
+    model.run()
+    return model
+
+
+def test_tiny_run_produces_every_table(crashy_model):
+    tables = crashy_model.recorder.tables()
+    assert set(tables) == {"blocks", "transactions", "dropped", "liquidations", "accounts"}
+    assert len(tables["blocks"]) == crashy_model.scenario.run.blocks
+    kinds = set(tables["transactions"]["sender_kind"])
+    assert {"trader", "oracle", "arbitrageur", "liquidator"} <= kinds
+    assert len(tables["liquidations"]) > 0, "the crashy tiny scenario must liquidate someone"
+
+
+def test_liquidations_table_matches_chain_events_one_for_one(crashy_model):
+    """Every Liquidated event on chain has exactly one row, with the same figures."""
+    w3 = crashy_model.session.w3
+    decoder = EventDecoder()
+    exchange = crashy_model.system.exchange.address
+    on_chain = []
+    for number in range(1, w3.eth.block_number + 1):
+        block = w3.eth.get_block(number, full_transactions=False)
+        for tx_hash in block["transactions"]:
+            receipt = w3.eth.get_transaction_receipt(tx_hash)
+            for log in receipt["logs"]:
+                from sim.backend import RawLog
+
+                ev = decoder.decode(
+                    RawLog(
+                        log["address"], tuple(bytes(t) for t in log["topics"]), bytes(log["data"])
+                    )
+                )
+                if ev is not None and ev.name == "Liquidated" and ev.address == exchange:
+                    on_chain.append(
+                        (
+                            "0x" + bytes(tx_hash).hex(),
+                            ev.args["owner"],
+                            ev.args["subaccount"],
+                            ev.args["badDebt"],
+                        )
+                    )
+    table = crashy_model.recorder.tables()["liquidations"]
+    rows = sorted(
+        zip(
+            table["tx_hash"],
+            table["owner"],
+            table["subaccount"],
+            (table["bad_debt_usd"] * 1e6).round().astype(int),
+            strict=True,
+        )
+    )
+    assert sorted(on_chain) == rows
+    assert len(rows) > 0
+
+
+def test_account_mirror_equals_chain_state(crashy_model):
+    """The event-built book (what agents see) agrees with the contract's own views."""
+    ex = crashy_model.system.exchange.functions
+    book = crashy_model.view.book
+    prices = crashy_model.view.oracle_prices_e8()
+    for (owner, sub), acct in book.accounts.items():
+        onchain = ex.getAccount(owner, sub).call()
+        assert onchain[3] == acct.collateral_units
+        h = ex.accountHealth(owner, sub).call()
+        mine = health_of(acct, prices, book.risk)
+        assert (h[0], h[1], h[2], h[4]) == (
+            mine.equity_units,
+            mine.initial_requirement_units,
+            mine.maintenance_requirement_units,
+            mine.liquidatable,
+        )
+    assert [o.price_e8 for o in crashy_model.view.oracles] == [
+        f.functions.latestRoundData().call()[1] for f in crashy_model.system.feeds
+    ]
+
+
+def test_insurance_and_bad_debt_series_match_chain(crashy_model):
+    blocks = crashy_model.recorder.tables()["blocks"]
+    ex = crashy_model.system.exchange.functions
+    assert round(blocks["insurance_fund_usd"].iloc[-1] * 1e6) == ex.insuranceFund().call()
+    assert round(blocks["bad_debt_usd"].iloc[-1] * 1e6) == ex.totalBadDebt().call()
+
+
+def test_losing_liquidators_pay_gas(crashy_model):
+    tx = crashy_model.recorder.tables()["transactions"]
+    liq = tx[tx["sender_kind"] == "liquidator"]
+    lost = liq[liq["status"] == 0]
+    if len(lost):
+        assert (lost["revert_reason"] == "AccountHealthy").all()
+        assert (lost["fee_paid_wei"] > 0).all()
+
+
+def test_run_folder_is_byte_identical_for_the_same_seed(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for out in (a, b):
+        run_scenario(
+            TINY,
+            seed=11,
+            out=out,
+            overrides=["run.blocks=25", "crash.start_block=5", "crash.duration_blocks=15"],
+            counterfactual=False,
+        )
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert Path("blocks.parquet") in files and Path("plots/prices.png") in files
+    for rel in files:
+        if rel.name == "timing.json":
+            continue
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), (
+            f"{rel} differs between identical runs"
+        )
+    assert json.loads((a / "status.json").read_text())["state"] == "complete"
+
+
+def test_different_seeds_differ():
+    s = resolve_scenario(TINY, ["run.blocks=15", "crash.start_block=2", "crash.duration_blocks=10"])
+    t1, _, _ = simulate(s, 1)
+    t2, _, _ = simulate(s, 2)
+    assert not t1["blocks"]["ETH_external_usd"].equals(t2["blocks"]["ETH_external_usd"])
+
+
+def test_margin_mode_override_keeps_the_same_price_path_and_traders():
+    s = resolve_scenario(
+        TINY,
+        [
+            "run.blocks=12",
+            "crash.start_block=2",
+            "crash.duration_blocks=8",
+            "run.endogenous_impact=false",
+        ],
+    )
+    cross = LiqSimModel(s.with_overrides(["run.margin_mode_override=cross"]), seed=3)
+    iso = LiqSimModel(s.with_overrides(["run.margin_mode_override=isolated"]), seed=3)
+    assert (cross.external.exogenous == iso.external.exogenous).all()
+    tc, ti = list(cross.agents_by_type[Trader]), list(iso.agents_by_type[Trader])
+    assert [t.profile for t in tc] == [t.profile for t in ti]
+    assert {t.mode for t in tc} == {"cross"} and {t.mode for t in ti} == {"isolated"}
+    assert any(len(t.profile.markets) > 1 for t in tc)
+    multi = next(t for t in ti if len(t.profile.markets) > 1)
+    assert len(multi.subs) == len(multi.profile.markets)  # one ISOLATED subaccount per market
+
+
+def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "sim.cli", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, check=False)
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("traders.levrage_max=3", "levrage_max"),
+        ("markets.0.volatility_annual=-1", "volatility_annual"),
+        ("markets.0.maintenance_margin=0.2", "maintenance_margin"),
+        ("traders.max_subaccounts=40", "max_subaccounts"),
+        ("traders.count=abc", "traders.count"),
+    ],
+)
+def test_cli_rejects_bad_scenarios_with_exit_2(tmp_path, override, needle):
+    r = _cli("run", str(TINY), "--out", str(tmp_path / "x"), "--set", override, "--quiet")
+    assert r.returncode == 2, r.stderr
+    assert needle in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_cli_rejects_nan_and_negative_csv_price_paths(tmp_path):
+    for bad in ("nan", "-5"):
+        csv = tmp_path / f"path_{bad}.csv"
+        rows = ["ETH,BTC"] + [f"{2500 - i},{60000 - i}" for i in range(41)]
+        rows[10] = f"{bad},60000"
+        csv.write_text("\n".join(rows) + "\n")
+        r = _cli(
+            "run",
+            str(TINY),
+            "--out",
+            str(tmp_path / "x"),
+            "--quiet",
+            "--set",
+            'price_path.kind="csv"',
+            "--set",
+            f'price_path.csv_path="{csv}"',
+        )
+        assert r.returncode == 2, r.stderr
+        assert "ETH" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_run_writes_folder_and_says_where(tmp_path):
+    out = tmp_path / "run"
+    r = _cli(
+        "run",
+        str(TINY),
+        "--seed",
+        "2",
+        "--out",
+        str(out),
+        "--quiet",
+        "--no-counterfactual",
+        "--blocks",
+        "30",
+        "--set",
+        "crash.duration_blocks=15",
+    )
+    assert r.returncode == 0, r.stderr
+    assert str(out) in r.stdout and "plots" in r.stdout
+    assert len(pd.read_parquet(out / "blocks.parquet")) == 30
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["blocks"] == 30 and "gas_by_kind" in summary
+
+
+def test_interrupted_run_keeps_what_it_recorded(tmp_path, monkeypatch):
+    from sim import api
+
+    calls = {"n": 0}
+    real_step = LiqSimModel.step
+
+    def failing_step(self):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise RuntimeError("chain died")
+        real_step(self)
+
+    monkeypatch.setattr(LiqSimModel, "step", failing_step)
+    monkeypatch.setattr(api, "CHECKPOINT_BLOCKS", 5)
+    out = tmp_path / "broken"
+    with pytest.raises(RuntimeError, match="chain died"):
+        run_scenario(TINY, seed=1, out=out, counterfactual=False)
+    status = json.loads((out / "status.json").read_text())
+    assert status["state"] == "incomplete" and "chain died" in status["error"]
+    assert len(pd.read_parquet(out / "blocks.parquet")) == 7
+    assert (out / "scenario.toml").is_file()
