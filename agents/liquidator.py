@@ -43,6 +43,7 @@ class Liquidator(ChainAgent):
         self.won = 0
         self.lost = 0
         self.skipped_unprofitable = 0
+        self._ceiling_wei: dict[str, int] = {}  # highest priority fee worth paying, per label
 
     def step(self) -> None:
         self._defend_pending_bids()
@@ -67,7 +68,7 @@ class Liquidator(ChainAgent):
 
     def _reward_usd(self, acct: AccountState, equity_units: int) -> float:
         """Liquidator's share of the penalty, paid from what equity is left (oracle prices)."""
-        prices = self.model.view.oracle_prices_e8()
+        prices = self.model.view.margin_prices_e8()
         risk = self.model.view.book.risk
         penalty = share = 0.0
         for m, pos in acct.positions.items():
@@ -104,6 +105,7 @@ class Liquidator(ChainAgent):
         if bid > ceiling:
             self.skipped_unprofitable += 1
             return
+        self._ceiling_wei[label] = ceiling
         call = self.model.system.liquidate_call(
             self.address, acct.owner, acct.subaccount, len(acct.positions)
         )
@@ -111,16 +113,24 @@ class Liquidator(ChainAgent):
             self.sent += 1
 
     def _defend_pending_bids(self) -> None:
-        """Priority gas auction: outbid rivals that overtook one of our pending liquidations."""
+        """Priority gas auction: outbid a rival that overtook one of our pending liquidations,
+        and raise the bid of one left waiting for a block (by ``bid_increment``), never past the
+        bid cap or the liquidation's break-even."""
         if self.model.gas_free:
             return
         for tx_hash, flight in list(self.in_flight.items()):
             rival = self.model.rival_bid_wei(flight.label, self.address)
             ours = flight.signed.max_priority_fee_per_gas_wei
-            if rival is None or rival < ours:
+            if rival is not None and rival >= ours:
+                new_bid = int(rival * (1 + self.bid_increment)) + 1
+            elif self.model.block > flight.submitted_block:
+                new_bid = int(ours * (1 + self.bid_increment)) + 1
+            else:
                 continue
-            new_bid = max(int(rival * (1 + self.bid_increment)) + 1, ours * 111 // 100 + 1)
-            if new_bid <= self.bid_cap_wei:
+            new_bid = max(new_bid, ours * 111 // 100 + 1)  # the mempool's replacement bump
+            if new_bid <= min(
+                self.bid_cap_wei, self._ceiling_wei.get(flight.label, self.bid_cap_wei)
+            ):
                 self.bump(tx_hash, new_bid)
 
     def on_included(self, record, events) -> None:

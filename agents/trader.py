@@ -157,7 +157,7 @@ class Trader(ChainAgent):
         if not acct.positions:
             sub.closed = True
             return False
-        h = self.model.view.book.health(acct, self.model.view.oracle_prices_e8())
+        h = self.model.view.book.health(acct, self.model.view.margin_prices_e8())
         loss = acct.deposited_units - acct.withdrawn_units - h.equity_units
         if self.profile.stop_loss > 0 and loss >= self.profile.stop_loss * sub.collateral_units:
             self.stops += 1

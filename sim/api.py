@@ -18,10 +18,11 @@ import pandas as pd
 from sim.model import LiqSimModel
 from sim.plots import plot_run
 from sim.runfolder import RunFolder
-from sim.scenario import Scenario, load_scenario
+from sim.scenario import DEFAULT_SCENARIO, Scenario, resolve_scenario
 from sim.summary import summarize
 
-DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "default.toml"
+__all__ = ["DEFAULT_SCENARIO", "RunResult", "resolve_scenario", "run_scenario", "simulate"]
+
 CHECKPOINT_BLOCKS = 100
 
 
@@ -48,16 +49,6 @@ class RunResult:
     @property
     def accounts(self) -> pd.DataFrame:
         return self.tables["accounts"]
-
-
-def resolve_scenario(
-    scenario: str | Path | Scenario | None, overrides: Iterable[str] = (), blocks: int | None = None
-) -> Scenario:
-    """A validated scenario from a path (or the default), with ``--set`` overrides and a length."""
-    extra = list(overrides) + ([f"run.blocks={blocks}"] if blocks is not None else [])
-    if isinstance(scenario, Scenario):
-        return scenario.with_overrides(extra) if extra else scenario
-    return load_scenario(scenario or DEFAULT_SCENARIO, extra)
 
 
 def _facts(model: LiqSimModel) -> dict[str, Any]:

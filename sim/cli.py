@@ -54,9 +54,11 @@ def print_summary(summary: dict, folder: Path | None) -> None:
 def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from sim.api import resolve_scenario, run_scenario
+    from sim.scenario import resolve_scenario
 
-    scenario = resolve_scenario(args.scenario, args.set, args.blocks)
+    scenario = resolve_scenario(args.scenario, args.set, args.blocks)  # fails fast, before imports
+    from sim.api import run_scenario
+
     out = Path(args.out) if args.out else Path("runs") / f"{scenario.name}-seed{args.seed}"
     blocks = scenario.run.blocks
     print(f"liqsim run: scenario '{scenario.name}', seed {args.seed}, {blocks} blocks -> {out}")

@@ -203,6 +203,7 @@ class LiqSimModel(mesa.Model):
             risk,
             oracles,
             venues,
+            use_mark_price=self.scenario.exchange.margin_price == "mark",
         )
         view.apply(self._setup_events)
         head = self.session.head()
@@ -298,7 +299,7 @@ class LiqSimModel(mesa.Model):
         self.view.timestamp_s = result.block.timestamp
         self.view.next_base_fee_wei = result.next_base_fee_wei
         self.liquidatable = self.view.book.mark_liquidatable(
-            self.view.oracle_prices_e8(), self.block
+            self.view.margin_prices_e8(), self.block
         )
         self.recorder.after_block(result, block_events)
 

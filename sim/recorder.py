@@ -83,7 +83,7 @@ class Recorder:
         view = self.model.view
         a = ev.args
         acct = view.book.get(a["owner"], a["subaccount"])
-        prices = view.oracle_prices_e8()
+        prices = view.margin_prices_e8()
         contagion = contagion_markets(acct, prices, view.book.risk) if acct is not None else []
         contagion_units = sum(
             position_notional(acct.positions[m].size_base, prices[m]) for m in contagion
@@ -130,7 +130,7 @@ class Recorder:
         for d in result.dropped:
             self.dropped.append(asdict(d))
         prios = [r.priority_fee_per_gas_wei / GWEI for r in result.records]
-        prices = view.oracle_prices_e8()
+        prices = view.margin_prices_e8()
         oi = sum(
             position_notional(p.size_base, prices[m])
             for a in view.book.with_positions()
@@ -185,7 +185,7 @@ class Recorder:
     def _accounts(self) -> pd.DataFrame:
         """Every subaccount at the end of the run, valued at the final oracle prices."""
         view, model = self.model.view, self.model
-        prices = view.oracle_prices_e8()
+        prices = view.margin_prices_e8()
         rows = []
         for (owner, sub), a in sorted(view.book.accounts.items()):
             agent = model.by_address.get(owner)

@@ -881,3 +881,18 @@ def _default_markets_table() -> list[str]:
 
 if __name__ == "__main__":
     print(parameters_markdown(), end="")
+
+
+DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "default.toml"
+
+
+def resolve_scenario(
+    scenario: str | Path | Scenario | None,
+    overrides: Iterable[str] = (),
+    blocks: int | None = None,
+) -> Scenario:
+    """A validated scenario from a path (or the default), with ``--set`` overrides and a length."""
+    extra = list(overrides) + ([f"run.blocks={blocks}"] if blocks is not None else [])
+    if isinstance(scenario, Scenario):
+        return scenario.with_overrides(extra) if extra else scenario
+    return load_scenario(scenario or DEFAULT_SCENARIO, extra)

@@ -100,6 +100,7 @@ def summarize(tables: dict[str, pd.DataFrame], facts: dict[str, Any]) -> dict[st
             "max": _f(delays.max()) if len(delays) else None,
         },
         "bad_debt_usd": _f(liq["bad_debt_usd"].sum()) if not liq.empty else 0.0,
+        "underwater_unliquidated": _underwater(accounts),
         "insurance_fund": {
             "initial_usd": _f(facts["initial_insurance_usd"]),
             "final_usd": _f(insurance.iloc[-1]),
@@ -126,3 +127,12 @@ def summarize(tables: dict[str, pd.DataFrame], facts: dict[str, Any]) -> dict[st
             "max": _f(blocks["base_fee_gwei"].max()) if not blocks.empty else None,
         },
     }
+
+
+def _underwater(accounts: pd.DataFrame) -> dict[str, Any]:
+    """Accounts still holding positions with negative equity at the end: bad debt in waiting
+    that no liquidator found worth taking (the reward comes out of equity that is gone)."""
+    if accounts.empty:
+        return {"accounts": 0, "negative_equity_usd": 0.0}
+    under = accounts[(accounts["open_positions"] > 0) & (accounts["equity_usd"] < 0)]
+    return {"accounts": len(under), "negative_equity_usd": _f(-under["equity_usd"].sum())}

@@ -59,6 +59,7 @@ class ChainView:
         risk: Sequence[MarketRisk],
         oracles: Sequence[OracleState],
         venue_states: Sequence[VenueState],
+        use_mark_price: bool = False,
     ):
         self._feed_index = {a: i for i, a in enumerate(feeds)}
         self._venue_index = {a: i for i, a in enumerate(venues)}
@@ -69,6 +70,7 @@ class ChainView:
         self.block_number = 0
         self.timestamp_s = 0
         self.next_base_fee_wei = 0
+        self.use_mark_price = use_mark_price  # the exchange's margin price: venue mark, not oracle
 
     @property
     def n_markets(self) -> int:
@@ -76,6 +78,12 @@ class ChainView:
 
     def oracle_prices_e8(self) -> list[int]:
         return [o.price_e8 for o in self.oracles]
+
+    def margin_prices_e8(self) -> list[int]:
+        """The prices the exchange checks margin at (oracle index, or venue mark)."""
+        if self.use_mark_price:
+            return [v.mark_e8 for v in self.venues]
+        return self.oracle_prices_e8()
 
     def apply(self, events: Iterable[Event]) -> None:
         """Apply one block's decoded events in order."""

@@ -89,7 +89,7 @@ def test_account_mirror_equals_chain_state(crashy_model):
     """The event-built book (what agents see) agrees with the contract's own views."""
     ex = crashy_model.system.exchange.functions
     book = crashy_model.view.book
-    prices = crashy_model.view.oracle_prices_e8()
+    prices = crashy_model.view.margin_prices_e8()
     for (owner, sub), acct in book.accounts.items():
         onchain = ex.getAccount(owner, sub).call()
         assert onchain[3] == acct.collateral_units
