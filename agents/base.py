@@ -31,7 +31,7 @@ class InFlight:
 
     signed: SignedTx
     label: str
-    submitted_block: int
+    submitted_step: int  # the model step (block index) it was sent in
 
 
 class ChainAgent(mesa.Agent):
@@ -49,7 +49,7 @@ class ChainAgent(mesa.Agent):
     # ------------------------------------------------------------------ sending
 
     def max_fee_wei(self, priority_fee_wei: int) -> int:
-        """Fee cap: the scenario's multiple of the next base fee, plus the priority fee."""
+        """Fee cap: twice the next base fee plus the priority fee (the oracle reporter overrides)."""
         return self.model.fee_cap_wei(priority_fee_wei)
 
     def send(
@@ -100,14 +100,14 @@ class ChainAgent(mesa.Agent):
     def _submit(
         self, signed: SignedTx, label: str, expiry_blocks: int | None, *, fresh: bool
     ) -> SignedTx | None:
-        block = self.model.builder.next_block_number()
+        block = self.model.builder.next_block_number()  # chain block number it can enter first
         expiry = None if expiry_blocks is None else block + expiry_blocks
         result = self.model.builder.submit(TxIntent(signed, self.kind, label, expiry))
         if not result.accepted:
             if fresh:
                 self.model.session.release_nonce(signed)
             return None
-        self.in_flight[signed.tx_hash] = InFlight(signed, label, block)
+        self.in_flight[signed.tx_hash] = InFlight(signed, label, self.model.block)
         return signed
 
     def reserved_wei(self) -> int:

@@ -52,7 +52,7 @@ class Liquidator(ChainAgent):
         candidates = [
             a
             for a in self.model.liquidatable
-            if block - a.first_liquidatable_block >= self.latency_blocks
+            if block - a.first_liquidatable_block > self.latency_blocks
             and liquidation_label(a.owner, a.subaccount) not in mine
         ]
         if not candidates:
@@ -123,7 +123,7 @@ class Liquidator(ChainAgent):
             ours = flight.signed.max_priority_fee_per_gas_wei
             if rival is not None and rival >= ours:
                 new_bid = int(rival * (1 + self.bid_increment)) + 1
-            elif self.model.block > flight.submitted_block:
+            elif self.model.block > flight.submitted_step:
                 new_bid = int(ours * (1 + self.bid_increment)) + 1
             else:
                 continue

@@ -77,5 +77,5 @@ class OracleReporter(ChainAgent):
         bid = int(flight.signed.max_priority_fee_per_gas_wei * BUMP_PER_BLOCK) + 1
         if abs(observed - pending_price) / pending_price > self.threshold:
             self.replace(tx_hash, self.model.system.report_call(market, observed), bid)
-        elif self.model.block > flight.submitted_block:
+        elif self.model.block > flight.submitted_step:
             self.bump(tx_hash, bid)

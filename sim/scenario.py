@@ -92,8 +92,9 @@ class Run:
     )
     endogenous_impact: bool = param(
         True,
-        "Agents' external trades (arbitrage hedges, liquidation flow) move the external price "
-        "(see markets.impact_per_million_usd).",
+        "Arbitrageurs' external hedges move the external price (markets.impact_per_million_usd): "
+        "they hedge the part of their venue trades that absorbs traders' and liquidations' venue "
+        "flow, which carries forced on-chain selling into the index.",
     )
     gas_enabled: bool = param(
         True, "Gas friction on: fees are paid and block space is limited and contested."
@@ -485,7 +486,9 @@ class Liquidators:
     count: int = param(3, "Number of liquidators.", ge=0)
     latency_blocks_min: int = param(
         0,
-        "Smallest reaction latency (liquidator i gets a latency drawn in min..max).",
+        "Smallest reaction latency (liquidator i gets a latency drawn in min..max): blocks it "
+        "waits after the first block in which it could act (0 = the block right after the "
+        "account became liquidatable).",
         unit="blocks",
         ge=0,
     )
@@ -533,7 +536,11 @@ class Arbitrageurs:
     collateral_usd: float = param(
         2_000_000.0, "Collateral each arbitrageur deposits on the exchange.", unit="USD", gt=0
     )
-    hedge: bool = param(True, "Hedge each venue trade with the opposite trade externally.")
+    hedge: bool = param(
+        True,
+        "Hedge externally the part of each venue trade that absorbs others' venue flow (the rest "
+        "only re-pegs the virtual AMM and is not hedged).",
+    )
     latency_blocks: int = param(0, "Age of the external price they observe.", unit="blocks", ge=0)
     priority_fee_gwei: float = param(
         3.0, "Priority fee of arbitrage transactions.", unit="gwei", ge=0
@@ -879,10 +886,6 @@ def _default_markets_table() -> list[str]:
     return lines
 
 
-if __name__ == "__main__":
-    print(parameters_markdown(), end="")
-
-
 DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "default.toml"
 
 
@@ -896,3 +899,32 @@ def resolve_scenario(
     if isinstance(scenario, Scenario):
         return scenario.with_overrides(extra) if extra else scenario
     return load_scenario(scenario or DEFAULT_SCENARIO, extra)
+
+
+MODEL_DOC = Path(__file__).resolve().parent.parent / "docs" / "model.md"
+_BEGIN = "<!-- BEGIN generated: .venv/bin/python -m sim.scenario (headings demoted) -->"
+_END = "<!-- END generated -->"
+
+
+def model_doc_parameters() -> str:
+    """The parameter tables as embedded in docs/model.md: parameters.md's body, headings demoted
+    by two levels."""
+    lines = parameters_markdown().splitlines()
+    body = lines[lines.index(next(x for x in lines if x.startswith("Every key"))) :]
+    return "\n".join("##" + x if x.startswith("#") else x for x in body).strip() + "\n"
+
+
+def with_model_doc_parameters(text: str) -> str:
+    """docs/model.md's text with its generated parameter section replaced by the current one."""
+    head, rest = text.split(_BEGIN, 1)
+    _, tail = rest.split(_END, 1)
+    return f"{head}{_BEGIN}\n\n{model_doc_parameters()}\n{_END}{tail}"
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] == ["--update-model-doc"]:
+        MODEL_DOC.write_text(with_model_doc_parameters(MODEL_DOC.read_text()))
+    else:
+        print(parameters_markdown(), end="")

@@ -122,6 +122,7 @@ def test_liquidators_outbid_each_other_up_to_the_cap(model, monkeypatch):
     )
     a, b = sorted(model.agents_by_type[Liquidator], key=lambda x: x.address)
     a.latency_blocks = b.latency_blocks = 0
+    model.block = 1
     a.step()
     b.step()
     bids = {p.sender: p.signed.max_priority_fee_per_gas_wei for p in _pending(model, "liquidator")}
@@ -129,9 +130,11 @@ def test_liquidators_outbid_each_other_up_to_the_cap(model, monkeypatch):
     a.step()  # a sees b's higher bid on its pending liquidation and bumps it (same nonce)
     bids2 = {p.sender: p.signed.max_priority_fee_per_gas_wei for p in _pending(model, "liquidator")}
     assert bids2[a.address] > bids[b.address]
-    a.bid_cap_wei = bids2[a.address]
-    b.step()  # b would bid past a's cap only if it were under its own cap: it is, so it bumps
-    assert len(_pending(model, "liquidator")) == 2
+    b.bid_cap_wei = bids2[a.address]  # b cannot outbid a without passing its own cap
+    b.step()
+    bids3 = {p.sender: p.signed.max_priority_fee_per_gas_wei for p in _pending(model, "liquidator")}
+    assert bids3[b.address] == bids[b.address]  # b stays where it was
+    assert bids3[a.address] == bids2[a.address]
 
 
 def test_liquidator_skips_when_gas_costs_more_than_the_reward(model, monkeypatch):
@@ -141,6 +144,7 @@ def test_liquidator_skips_when_gas_costs_more_than_the_reward(model, monkeypatch
     )
     liq = next(iter(model.agents_by_type[Liquidator]))
     liq.latency_blocks = 0
+    model.block = 1
     model.view.next_base_fee_wei = 5_000 * GWEI  # extreme congestion
     liq.step()
     assert not _pending(model, "liquidator") and liq.skipped_unprofitable == 1
