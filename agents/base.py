@@ -49,7 +49,7 @@ class ChainAgent(mesa.Agent):
     # ------------------------------------------------------------------ sending
 
     def max_fee_wei(self, priority_fee_wei: int) -> int:
-        """Fee cap: twice the next base fee plus the priority fee (the oracle reporter overrides)."""
+        """Fee cap: twice the next base fee plus the priority fee (the reporter overrides)."""
         return self.model.fee_cap_wei(priority_fee_wei)
 
     def send(
