@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from eth_hash.auto import keccak
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sim.backend import GenesisConfig
 from sim.builder import BlockBuilder, Selection, select_transactions
@@ -188,3 +190,43 @@ def _replay() -> tuple[list[object], list[bytes]]:
 
 def test_same_inputs_give_identical_records_and_hashes() -> None:
     assert _replay() == _replay()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 3),  # sender
+            st.integers(1, 20),  # priority fee, gwei
+            st.integers(5, 30),  # fee cap, gwei
+            st.integers(21_000, 90_000),  # gas limit
+        ),
+        max_size=25,
+    ),
+    st.integers(0, 150_000),  # background gas
+    st.integers(0, 20),  # background priority fee, gwei
+)
+def test_selection_always_yields_a_valid_block(
+    specs: list[tuple[int, int, int, int]], background_gas: int, background_tip: int
+) -> None:
+    senders = [A, B, C, "0x" + "d" * 40]
+    next_nonce = dict.fromkeys(senders, 0)
+    txs = []
+    for who, tip, cap, gas in specs:
+        sender = senders[who]
+        txs.append(_tx(sender, next_nonce[sender], tip * GWEI, max_fee=cap * GWEI, gas=gas))
+        next_nonce[sender] += 1
+    balances = dict.fromkeys(senders, 3 * 60_000 * 30 * GWEI)
+    bids = [BackgroundBid(background_gas, background_tip * GWEI)]
+    selection = _select(txs, gas_limit=300_000, balances=balances, background=bids)
+    chosen = selection.chosen
+    assert sum(p.signed.gas_limit for p in chosen) + selection.background_gas <= 300_000
+    spent = dict.fromkeys(senders, 0)
+    expected = dict.fromkeys(senders, 0)
+    for entry in chosen:
+        assert entry.nonce == expected[entry.sender]
+        expected[entry.sender] += 1
+        assert entry.signed.max_fee_per_gas_wei >= BASE_FEE
+        spent[entry.sender] += entry.signed.max_cost_wei()
+        assert spent[entry.sender] <= balances[entry.sender]
+    assert len({p.tx_hash for p in chosen}) == len(chosen)
