@@ -75,9 +75,22 @@ def simulate(
         if checkpoint is not None and block % CHECKPOINT_BLOCKS == 0:
             checkpoint(model)
 
-    model.run(progress=tick)
+    try:
+        model.run(progress=tick)
+    finally:
+        _release(model)
     tables = model.recorder.tables()
     return tables, summarize(tables, _facts(model)), model
+
+
+def _release(model: LiqSimModel) -> None:
+    """Drop Mesa 3.3's class-level reference to a finished model (``Agent._ids`` keeps every
+    model, and with it a whole chain, alive for the life of the process)."""
+    from mesa.agent import Agent
+
+    registry = getattr(Agent, "_ids", None)
+    if registry is not None:
+        registry.pop(model, None)
 
 
 def counterfactual_liquidations(scenario: Scenario, seed: int) -> int:
@@ -95,6 +108,7 @@ def run_scenario(
     blocks: int | None = None,
     overrides: Iterable[str] = (),
     counterfactual: bool = True,
+    plots: bool = True,
     progress: Callable[[int], None] | None = None,
 ) -> RunResult:
     """Run a scenario; write a run folder to ``out`` if given; return tables and summary.
@@ -136,7 +150,8 @@ def run_scenario(
         folder.manifest(model)
         folder.tables(tables)
         folder.summary(summary)
-        plot_run(tables, list(sc.market_names), folder.path / "plots")
+        if plots:
+            plot_run(tables, list(sc.market_names), folder.path / "plots")
         folder.timing(
             {
                 "run_s": round(run_s, 3),

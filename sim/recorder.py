@@ -180,6 +180,8 @@ class Recorder:
             "dropped": _frame(self.dropped, DROPPED_COLUMNS),
             "liquidations": _frame(self.liquidations, LIQUIDATION_COLUMNS),
             "accounts": self._accounts(),
+            "traders": trader_table(self.model),
+            "exogenous": exogenous_table(self.model),
         }
 
     def _accounts(self) -> pd.DataFrame:
@@ -206,6 +208,65 @@ class Recorder:
                 }
             )
         return _frame(rows, ACCOUNT_COLUMNS)
+
+
+def trader_table(model: LiqSimModel) -> pd.DataFrame:
+    """Every trader's drawn exposure, one row per trader and market (inputs of the run)."""
+    from agents.trader import Trader  # the model imports this module: import late
+
+    names = model.scenario.market_names
+    rows = []
+    for agent in model.agents:
+        if not isinstance(agent, Trader):
+            continue
+        p = agent.profile
+        k = len(p.markets)
+        for m, d in zip(p.markets, p.directions, strict=True):
+            rows.append(
+                {
+                    "owner": agent.address,
+                    "mode": agent.mode,
+                    "drawn_mode": p.mode,
+                    "market": names[m],
+                    "market_index": m,
+                    "direction": d,
+                    "markets_held": k,
+                    "leverage": p.leverage,
+                    "collateral_usd": p.collateral_units / 1e6,
+                    "intended_notional_usd": p.collateral_units / 1e6 * p.leverage / k,
+                    "entry_block": p.entry_block,
+                    "holding_blocks": p.holding_blocks,
+                    "stop_loss": p.stop_loss,
+                }
+            )
+    cols = [
+        "owner",
+        "mode",
+        "drawn_mode",
+        "market",
+        "market_index",
+        "direction",
+        "markets_held",
+        "leverage",
+        "collateral_usd",
+        "intended_notional_usd",
+        "entry_block",
+        "holding_blocks",
+        "stop_loss",
+    ]
+    return (
+        pd.DataFrame(rows, columns=cols)
+        .sort_values(["owner", "market_index"], kind="stable")
+        .reset_index(drop=True)
+    )
+
+
+def exogenous_table(model: LiqSimModel) -> pd.DataFrame:
+    exo = model.external.exogenous
+    data = {"block": range(exo.shape[0])}
+    for i, n in enumerate(model.scenario.market_names):
+        data[f"{n}_exogenous_usd"] = exo[:, i]
+    return pd.DataFrame(data)
 
 
 def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:

@@ -37,7 +37,15 @@ def crashy_model():
 
 def test_tiny_run_produces_every_table(crashy_model):
     tables = crashy_model.recorder.tables()
-    assert set(tables) == {"blocks", "transactions", "dropped", "liquidations", "accounts"}
+    assert set(tables) == {
+        "blocks",
+        "transactions",
+        "dropped",
+        "liquidations",
+        "accounts",
+        "traders",
+        "exogenous",
+    }
     assert len(tables["blocks"]) == crashy_model.scenario.run.blocks
     kinds = set(tables["transactions"]["sender_kind"])
     assert {"trader", "oracle", "arbitrageur", "liquidator"} <= kinds

@@ -1,9 +1,312 @@
-"""Command-line subcommands of the experiments (registered by sim.cli)."""
+"""Command-line subcommands of the experiments (registered by sim.cli).
+
+    liqsim compare SCENARIO --seeds N [--workers K] --out DIR [--set ...] [--blocks N]
+    liqsim amplify SCENARIO --seeds N [--full-factorial] [--workers K] --out DIR
+    liqsim sweep   SCENARIO --grid path=v1,v2 [--grid ...] --seeds N [--workers K] --out DIR
+                   [--backend local|ray]
+    liqsim stress  POSITIONS.toml [--moves -5%,-10%,...] [--markets all|ETH] [--out DIR]
+
+User errors (bad scenario, grid, positions file, missing Ray) raise ``ConfigError``; ``liqsim``
+prints them without a traceback and exits with status 2. A run that fails inside an experiment
+is recorded (its folder says why) and the command exits with status 1 after writing everything
+else; rerunning retries only the missing runs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import shlex
+import sys
+from pathlib import Path
+
+EXIT_RUNS_FAILED = 1
+
+
+def _argv() -> str:
+    return "liqsim " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _common(p: argparse.ArgumentParser, backend: bool = True) -> None:
+    p.add_argument(
+        "scenario", nargs="?", default=None, help="scenario TOML (default: scenarios/default.toml)"
+    )
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
+    p.add_argument(
+        "--seed-start",
+        type=int,
+        default=1,
+        help="first seed (default 1): seeds are start..start+N-1",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="parallel worker processes (default: the number of CPUs)",
+    )
+    p.add_argument(
+        "--out", default=None, help="experiment folder (default runs/<command>-<scenario>)"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="override a scenario parameter for every run (repeatable)",
+    )
+    p.add_argument("--blocks", type=int, default=None, help="override run.blocks")
+    p.add_argument(
+        "--runs-dir",
+        default=None,
+        help="where run folders live (default OUT/runs); share one between experiments "
+        "to reuse runs",
+    )
+    p.add_argument(
+        "--run-plots", action="store_true", help="also draw each run's own plots (slower)"
+    )
+    if backend:
+        p.add_argument(
+            "--backend",
+            choices=("local", "ray"),
+            default="local",
+            help="local processes (default) or Ray tasks",
+        )
+        p.add_argument(
+            "--ray-address",
+            default=None,
+            help="with --backend ray: address of a running Ray cluster "
+            "(default: start a local instance)",
+        )
+    p.add_argument("--quiet", action="store_true", help="no per-run progress lines")
+
+
+def _setup(args: argparse.Namespace, command: str):
+    from sim.api import resolve_scenario
+    from sim.experiments.common import seed_list
+    from sim.experiments.runs import check_workers
+
+    scenario = resolve_scenario(args.scenario, args.set, args.blocks)
+    seeds = seed_list(args.seeds, args.seed_start)
+    check_workers(args.workers)
+    out = Path(args.out) if args.out else Path("runs") / f"{command}-{scenario.name}"
+    return scenario, seeds, out
+
+
+def _finish(folder: Path, batch) -> int:
+    print(
+        f"\n{batch.executed} runs executed, {batch.skipped} reused; results in {folder}/ "
+        "(report.md, results.csv, summary.csv, plots/)"
+    )
+    if batch.failed:
+        for o in batch.failed:
+            print(
+                f"liqsim: run {o.spec.key} failed: {o.error} (folder {o.folder})", file=sys.stderr
+            )
+        print("liqsim: rerun the same command to retry the failed runs only", file=sys.stderr)
+        return EXIT_RUNS_FAILED
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from sim.experiments.common import fmt_value, markdown_table
+    from sim.experiments.compare import _interval_text, run_compare
+
+    scenario, seeds, out = _setup(args, "compare")
+    print(
+        f"liqsim compare: scenario '{scenario.name}', seeds {seeds[0]}..{seeds[-1]}, CROSS vs "
+        "ISOLATED "
+        f"({2 * len(seeds)} runs, {args.workers} worker(s)) -> {out}",
+        flush=True,
+    )
+    res = run_compare(
+        scenario,
+        seeds,
+        out,
+        workers=args.workers,
+        backend=args.backend,
+        runs_dir=args.runs_dir,
+        run_plots=args.run_plots,
+        ray_address=args.ray_address,
+        quiet=args.quiet,
+        argv=_argv(),
+    )
+    s = res.summary
+    import pandas as pd
+
+    table = pd.DataFrame(
+        {
+            "figure": s["label"],
+            "CROSS": [fmt_value(f, v) for f, v in zip(s["figure"], s["cross_mean"], strict=True)],
+            "ISOLATED": [
+                fmt_value(f, v) for f, v in zip(s["figure"], s["isolated_mean"], strict=True)
+            ],
+            "ISOLATED - CROSS [95% CI]": [_interval_text(r) for _, r in s.iterrows()],
+        }
+    )
+    print()
+    print(markdown_table(table))
+    return _finish(res.folder, res.batch)
+
+
+def _amplify(args: argparse.Namespace) -> int:
+    from sim.experiments.amplify import run_amplify
+
+    scenario, seeds, out = _setup(args, "amplify")
+    n_cells = 16 if args.full_factorial else 6
+    print(
+        f"liqsim amplify: scenario '{scenario.name}', {n_cells} cells x 2 modes x {len(seeds)} "
+        "seeds "
+        f"({args.workers} worker(s)) -> {out}",
+        flush=True,
+    )
+    res = run_amplify(
+        scenario,
+        seeds,
+        out,
+        full_factorial=args.full_factorial,
+        workers=args.workers,
+        backend=args.backend,
+        runs_dir=args.runs_dir,
+        run_plots=args.run_plots,
+        ray_address=args.ray_address,
+        quiet=args.quiet,
+        argv=_argv(),
+    )
+    report = (res.folder / "report.md").read_text()
+    start = report.find("## Headline")
+    end = report.find("![amplification factors]")
+    if start >= 0 and end > start:
+        print()
+        print(report[start:end].rstrip())
+    return _finish(res.folder, res.batch)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from sim.experiments.sweep import PLOT_FIGURES, parse_grids, run_sweep
+
+    scenario, seeds, out = _setup(args, "sweep")
+    grids = parse_grids(args.grid)
+    figures = (
+        tuple(f.strip() for f in args.figures.split(",") if f.strip())
+        if args.figures
+        else PLOT_FIGURES
+    )
+    points = 1
+    for v in grids.values():
+        points *= len(v)
+    print(
+        f"liqsim sweep: scenario '{scenario.name}', {points} grid points x {len(seeds)} seeds, "
+        f"backend {args.backend} "
+        f"({args.workers} worker(s)) -> {out}",
+        flush=True,
+    )
+    res = run_sweep(
+        scenario,
+        grids,
+        seeds,
+        out,
+        workers=args.workers,
+        backend=args.backend,
+        runs_dir=args.runs_dir,
+        run_plots=args.run_plots,
+        ray_address=args.ray_address,
+        plot_figures=figures,
+        quiet=args.quiet,
+        argv=_argv(),
+    )
+    report = (res.folder / "report.md").read_text()
+    start, end = report.find("| "), report.find("![sweep]")
+    if start >= 0 and end > start:
+        print()
+        print(report[start:end].rstrip())
+    return _finish(res.folder, res.batch)
+
+
+def _stress(args: argparse.Namespace) -> int:
+    from sim.experiments.stress import parse_markets, parse_moves, print_stress, run_stress
+
+    moves = parse_moves(args.moves)
+    path = Path(args.positions)
+    out = Path(args.out) if args.out else Path("runs") / f"stress-{path.stem}"
+    res = run_stress(path, moves, parse_markets(args.markets), out, argv=_argv())
+    print_stress(res)
+    print(
+        f"\nresults in {res.folder}/ (stress.csv, positions.csv, moves.csv, report.md, "
+        "plots/stress.png)"
+    )
+    return 0
 
 
 def add_experiment_commands(sub: argparse._SubParsersAction) -> None:
-    """Add the experiment subcommands to the ``liqsim`` parser (none yet)."""
+    """Add compare, amplify, sweep and stress to the ``liqsim`` parser."""
+    p = sub.add_parser(
+        "compare",
+        help="CROSS vs ISOLATED margin, paired on the same seeds (common random numbers)",
+        description="Run every seed twice (all traders CROSS, then ISOLATED) and report the mean "
+        "paired "
+        "difference of each key figure with a 95%% t interval across seeds.",
+    )
+    _common(p)
+    p.set_defaults(func=_compare)
+
+    p = sub.add_parser(
+        "amplify",
+        help="amplification of the cascade by gas, oracle lag, liquidation rush, impact",
+        description="Frictionless baseline, each friction alone and all combined (or every "
+        "combination "
+        "with --full-factorial), under CROSS and ISOLATED, on the same seeds.",
+    )
+    _common(p)
+    p.add_argument(
+        "--full-factorial", action="store_true", help="all 16 combinations of the four frictions"
+    )
+    p.set_defaults(func=_amplify)
+
+    p = sub.add_parser(
+        "sweep",
+        help="parameter grid x seeds, in parallel, resumable",
+        description="Cartesian product of --grid values x seeds; a rerun skips finished runs.",
+    )
+    _common(p)
+    p.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="PATH=V1,V2,...",
+        help="a scenario parameter and its values "
+        "(repeatable; e.g. oracle.deviation_threshold=0.005,0.01)",
+    )
+    p.add_argument(
+        "--figures",
+        default=None,
+        help="figures to plot, comma-separated "
+        "(default liquidations,notional_usd,bad_debt_usd,delay_mean_blocks)",
+    )
+    p.set_defaults(func=_sweep)
+
+    p = sub.add_parser(
+        "stress",
+        help="stress a trader's own positions on the real contracts",
+        description="Open the positions of POSITIONS.toml on freshly deployed contracts, apply "
+        "each "
+        "adverse move (oracle and venue), liquidate what is liquidatable, and report equity "
+        "left, liquidation prices and what goes first, beside the same book in the other "
+        "margin mode.",
+    )
+    # accept "--moves -5%,-10%" (argparse would read a leading "-" as an option otherwise)
+    p._negative_number_matcher = re.compile(r"^-[\d.][\d.%,+-]*$")
+    p.add_argument("positions", help="positions file (see scenarios/positions_example.toml)")
+    p.add_argument(
+        "--moves",
+        default="-5%,-10%,-15%,-20%,-25%,-30%",
+        help="price moves, comma-separated "
+        "(default -5%%,-10%%,...,-30%%; positive moves for short books)",
+    )
+    p.add_argument(
+        "--markets",
+        default="all",
+        help="'all' (every market moves together) or market names, e.g. ETH",
+    )
+    p.add_argument("--out", default=None, help="output folder (default runs/stress-<file name>)")
+    p.set_defaults(func=_stress)

@@ -1,0 +1,184 @@
+"""What every experiment shares: its output folder, the results table built from run folders,
+Markdown tables, seeds and progress output.
+
+An experiment folder::
+
+    experiment.json    command, parameters, seeds, base-scenario fingerprint, runs executed/skipped,
+                       package versions, wall-clock time
+    scenario.toml      the resolved base scenario (every parameter; overrides applied)
+    results.csv        one row per run: design labels, seed, run key and folder, key figures
+    results.parquet    the same
+    summary.csv        the experiment's summary table (also .parquet)
+    plots/*.png        the experiment's plots
+    report.md          a short report (tables, plots, definitions, how to reproduce)
+    runs/<key>/        one liqsim run folder per run (key = scenario fingerprint + seed)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sim.config import ConfigError
+from sim.experiments.figures import FIGURES, run_figures
+from sim.experiments.runs import Batch, RunOutcome, RunSpec, is_complete
+from sim.runfolder import package_versions
+from sim.scenario import Scenario
+
+
+def seed_list(n: int, start: int = 1) -> list[int]:
+    if n < 1:
+        raise ConfigError("--seeds", f"must be >= 1, got {n}")
+    return list(range(start, start + n))
+
+
+class ExperimentFolder:
+    """Writes one experiment's outputs into ``path``."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigError("--out", f"{self.path} exists and is not a directory")
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / "plots").mkdir(exist_ok=True)
+        self.started = time.perf_counter()
+
+    @property
+    def plots(self) -> Path:
+        return self.path / "plots"
+
+    def inputs(self, command: str, scenario: Scenario, params: dict[str, Any]) -> None:
+        (self.path / "scenario.toml").write_text(scenario.to_toml())
+        self._json(
+            "experiment.json",
+            {
+                "command": command,
+                "argv": " ".join(shlex.quote(a) for a in sys.argv),
+                "scenario": scenario.name,
+                "scenario_fingerprint": scenario.fingerprint(),
+                "parameters": params,
+                "packages": package_versions(),
+                "state": "running",
+            },
+        )
+
+    def finish(self, batch: Batch, **extra: Any) -> None:
+        data = json.loads((self.path / "experiment.json").read_text())
+        data.update(
+            state="complete" if not batch.failed else "incomplete",
+            runs_planned=len(batch.outcomes),
+            runs_executed=batch.executed,
+            runs_skipped=batch.skipped,
+            runs_failed=[{"key": o.spec.key, "error": o.error} for o in batch.failed],
+            wall_clock_s=round(time.perf_counter() - self.started, 3),
+            **extra,
+        )
+        self._json("experiment.json", data)
+
+    def table(self, name: str, df: pd.DataFrame) -> Path:
+        df.to_csv(self.path / f"{name}.csv", index=False)
+        df.to_parquet(self.path / f"{name}.parquet", index=False)
+        return self.path / f"{name}.csv"
+
+    def report(self, text: str) -> Path:
+        path = self.path / "report.md"
+        path.write_text(text)
+        return path
+
+    def _json(self, name: str, data: Any) -> None:
+        (self.path / name).write_text(
+            json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+        )
+
+
+def results_table(specs: Sequence[RunSpec], runs_dir: Path, relative_to: Path) -> pd.DataFrame:
+    """One row per planned run: its labels, seed, key, folder, state and key figures (NaN for a
+    run that did not complete). Figures are read back from the run folders."""
+    rows = []
+    seen = set()
+    for spec in specs:
+        if (spec.labels, spec.key) in seen:
+            continue
+        seen.add((spec.labels, spec.key))
+        folder = runs_dir / spec.key
+        complete = is_complete(folder, spec)
+        try:
+            rel = str(folder.resolve().relative_to(relative_to.resolve()))
+        except ValueError:
+            rel = str(folder.resolve())
+        row: dict[str, Any] = {
+            **spec.label_dict,
+            "seed": spec.seed,
+            "run_key": spec.key,
+            "run_folder": rel,
+            "state": "complete" if complete else "failed",
+        }
+        figures = run_figures(folder) if complete else dict.fromkeys(FIGURES, math.nan)
+        row.update(figures)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def markdown_table(df: pd.DataFrame, formats: dict[str, str] | None = None) -> str:
+    """A GitHub Markdown table (no extra dependency).
+
+    Floats use ``formats[col]`` or 4 significant digits."""
+    formats = formats or {}
+    cols = list(df.columns)
+
+    def cell(col: str, v: Any) -> str:
+        if isinstance(v, float):
+            if math.isnan(v):
+                return "n/a"
+            return formats.get(col, "{:,.4g}").format(v)
+        return str(v).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(str(c) for c in cols) + " |", "|" + "---|" * len(cols)]
+    for _, r in df.iterrows():
+        lines.append("| " + " | ".join(cell(c, r[c]) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+class Progress:
+    """Prints one line per finished run (to stderr) unless quiet."""
+
+    def __init__(self, total: int, quiet: bool = False):
+        self.total, self.quiet, self.count = total, quiet, 0
+
+    def __call__(self, outcome: RunOutcome) -> None:
+        self.count += 1
+        if self.quiet:
+            return
+        labels = " ".join(f"{k}={v}" for k, v in outcome.spec.labels)
+        what = {
+            "skipped": "done before, skipped",
+            "complete": f"{outcome.seconds:.1f} s",
+            "failed": f"FAILED: {outcome.error}",
+        }
+        print(
+            f"[{self.count}/{self.total}] {labels} seed={outcome.spec.seed}: {what[outcome.state]}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def unique_runs(specs: Iterable[RunSpec]) -> int:
+    return len({s.key for s in specs})
+
+
+def fmt_value(fig: str, v: float) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    return FIGURES[fig].fmt.format(v) if fig in FIGURES else f"{v:,.4g}"
+
+
+def reproduce_block(argv: str) -> str:
+    return f"Reproduce (runs already in `runs/` are skipped):\n\n```sh\n{argv}\n```\n"

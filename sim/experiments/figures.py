@@ -1,0 +1,181 @@
+"""Key figures of one run, read from its run folder (tables, summary.json, scenario.toml) only.
+
+``FIGURES`` lists every figure an experiment can report, with its label and unit. Most come
+straight from ``summary.json`` (:mod:`sim.summary`); two are computed here from the tables:
+
+* ``negative_equity_usd``: latent bad debt, the negative equity of trader subaccounts still
+  holding positions at the end of the run (accounts nobody liquidated, for instance because a
+  liquidator earns nothing from an account that is already under water; the same figure as
+  ``summary.json``'s ``underwater_unliquidated``, restricted to traders).
+* ``capital_needed_usd``: **capital needed for the same exposure**. For every trader, the
+  smallest collateral that (1) meets the initial-margin requirement when the positions are
+  opened and (2) keeps every subaccount at or above its maintenance requirement over the whole
+  holding period, on the run's own margin-price path (oracle prices, or the venue mark if the
+  scenario margins on the mark), with the exposure the trader drew (notional =
+  collateral x leverage, spread evenly over its markets, sized at the price it saw when it
+  entered; top-ups, stops and de-risking left out). With ``s_m`` the size, ``p_m(t)`` the price,
+  ``e`` the entry price, ``im_m``/``mm_m`` the margin fractions::
+
+      need_m(t)  = mm_m |s_m| p_m(t) - s_m (p_m(t) - e_m)          (maintenance minus PnL)
+      CROSS:     C = max( sum_m im_m |s_m| e_m,  max_t sum_m need_m(t) )
+      ISOLATED:  C = sum_m max( im_m |s_m| e_m,  max_t need_m(t) )
+
+  Summed over traders. Both are computed for every run (``capital_needed_cross_usd``,
+  ``capital_needed_isolated_usd``); ``capital_needed_usd`` is the one of the run's margin mode.
+  Because ``max_t`` of a sum is at most the sum of the ``max_t``, ISOLATED never needs less on
+  the same path: the gap is the capital that cross margin saves by netting gains in one market
+  against losses in another. (The contract has no cross-market offsets in its requirements, so
+  the initial-margin requirement alone is the same in both modes.)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sim.scenario import Scenario, scenario_from_mapping
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    label: str
+    unit: str
+    fmt: str = "{:,.0f}"
+
+
+FIGURES: dict[str, Figure] = {
+    f.name: f
+    for f in [
+        Figure("liquidations", "liquidations", "count", "{:,.1f}"),
+        Figure("notional_usd", "notional liquidated", "USD"),
+        Figure("positions_liquidated", "positions liquidated", "count", "{:,.1f}"),
+        Figure("liquidated_accounts", "trader subaccounts liquidated", "count", "{:,.1f}"),
+        Figure("delay_mean_blocks", "mean liquidation delay", "blocks", "{:,.2f}"),
+        Figure("delay_max_blocks", "worst liquidation delay", "blocks", "{:,.1f}"),
+        Figure("bad_debt_usd", "bad debt", "USD"),
+        Figure("negative_equity_usd", "unliquidated negative equity", "USD"),
+        Figure("insurance_drawdown_usd", "insurance-fund drawdown", "USD"),
+        Figure("trader_losses_usd", "trader losses", "USD"),
+        Figure("contagion_positions", "contagion positions", "count", "{:,.2f}"),
+        Figure("contagion_notional_usd", "contagion notional", "USD"),
+        Figure("capital_needed_usd", "capital needed for the same exposure", "USD"),
+        Figure("capital_needed_cross_usd", "capital needed if CROSS", "USD"),
+        Figure("capital_needed_isolated_usd", "capital needed if ISOLATED", "USD"),
+        Figure("trader_deposits_usd", "trader deposits (incl. top-ups)", "USD"),
+        Figure("losing_liquidator_gas_usd", "gas burned by losing liquidators", "USD", "{:,.2f}"),
+        Figure("liquidator_gas_usd", "gas paid by liquidators", "USD", "{:,.2f}"),
+        Figure("failed_tx_share", "failed-transaction share", "fraction", "{:.3f}"),
+        Figure("oracle_mean_age_s", "mean oracle age", "s", "{:,.1f}"),
+        Figure("oracle_max_gap", "worst oracle gap vs external", "fraction", "{:.3f}"),
+        Figure("base_fee_max_gwei", "peak base fee", "gwei", "{:,.1f}"),
+    ]
+}
+
+
+def _num(x: Any) -> float:
+    return math.nan if x is None else float(x)
+
+
+def load_run_scenario(folder: Path) -> Scenario:
+    return scenario_from_mapping(tomllib.loads((folder / "scenario.toml").read_text()))
+
+
+def _read(folder: Path, name: str) -> pd.DataFrame | None:
+    path = folder / f"{name}.parquet"
+    return pd.read_parquet(path) if path.is_file() else None
+
+
+def capital_needed(
+    traders: pd.DataFrame, blocks: pd.DataFrame, scenario: Scenario
+) -> tuple[float, float]:
+    """(CROSS, ISOLATED) capital needed for the traders' drawn exposure on this price path
+    (see the module docstring)."""
+    if traders is None or traders.empty or blocks.empty:
+        return 0.0, 0.0
+    column = "venue" if scenario.exchange.margin_price == "mark" else "oracle"
+    names = scenario.market_names
+    prices = np.column_stack([blocks[f"{n}_{column}_usd"].to_numpy(dtype=float) for n in names])
+    last = len(blocks) - 1
+    im = np.array([m.initial_margin for m in scenario.markets])
+    mm = np.array([m.maintenance_margin for m in scenario.markets])
+    cross_total = isolated_total = 0.0
+    for _, g in traders.groupby("owner", sort=True):
+        entry = int(g["entry_block"].iloc[0])
+        if entry > last:
+            continue  # never traded
+        end = min(entry + int(g["holding_blocks"].iloc[0]), last)
+        ms = g["market_index"].to_numpy(dtype=int)
+        e = prices[max(entry - 1, 0), ms]  # the price the trader saw when it sized its positions
+        size = (
+            g["direction"].to_numpy(dtype=float)
+            * g["intended_notional_usd"].to_numpy(dtype=float)
+            / e
+        )
+        p = prices[entry : end + 1][:, ms]
+        need = mm[ms] * np.abs(size) * p - size * (p - e)  # (t, market)
+        initial = im[ms] * np.abs(size) * e
+        cross_total += max(float(initial.sum()), float(need.sum(axis=1).max()))
+        isolated_total += float(np.maximum(initial, need.max(axis=0)).sum())
+    return cross_total, isolated_total
+
+
+def run_figures(folder: str | Path) -> dict[str, float]:
+    """Every figure of ``FIGURES`` for the run in ``folder``."""
+    folder = Path(folder)
+    summary = json.loads((folder / "summary.json").read_text())
+    scenario = load_run_scenario(folder)
+    accounts = _read(folder, "accounts")
+    blocks = _read(folder, "blocks")
+    traders = _read(folder, "traders")
+    trader_accounts = accounts[accounts["kind"] == "trader"] if accounts is not None else None
+    neg = 0.0
+    deposits = math.nan
+    if trader_accounts is not None:
+        under = trader_accounts[
+            (trader_accounts["open_positions"] > 0) & (trader_accounts["equity_usd"] < 0)
+        ]
+        neg = -float(under["equity_usd"].sum()) if len(under) else 0.0
+        deposits = float(trader_accounts["deposited_usd"].sum())
+    if traders is not None and blocks is not None:
+        cap_cross, cap_iso = capital_needed(traders, blocks, scenario)
+    else:
+        cap_cross = cap_iso = math.nan
+    mode = scenario.run.margin_mode_override
+    cap_mode = {"cross": cap_cross, "isolated": cap_iso}.get(mode, math.nan)
+    oracle = summary.get("oracle") or {}
+    ages = [_num(v.get("mean_age_s")) for v in oracle.values()]
+    gaps = [_num(v.get("max_abs_gap_vs_external")) for v in oracle.values()]
+    gas = summary.get("gas_by_kind") or {}
+    delay = summary["liquidation_delay_blocks"]
+    return {
+        "liquidations": float(summary["liquidations"]["count"]),
+        "notional_usd": _num(summary["liquidations"]["notional_usd"]),
+        "positions_liquidated": float(summary["liquidations"]["positions"]),
+        "liquidated_accounts": float(summary["traders"]["liquidated_accounts"]),
+        "delay_mean_blocks": _num(delay["mean"]),
+        "delay_max_blocks": _num(delay["max"]),
+        "bad_debt_usd": _num(summary["bad_debt_usd"]),
+        "negative_equity_usd": neg,
+        "insurance_drawdown_usd": _num(summary["insurance_fund"]["max_drawdown_usd"]),
+        "trader_losses_usd": _num(summary["traders"]["losses_usd"]),
+        "contagion_positions": float(summary["contagion"]["positions"]),
+        "contagion_notional_usd": _num(summary["contagion"]["notional_usd"]),
+        "capital_needed_usd": cap_mode,
+        "capital_needed_cross_usd": cap_cross,
+        "capital_needed_isolated_usd": cap_iso,
+        "trader_deposits_usd": deposits,
+        "losing_liquidator_gas_usd": _num(summary["losing_liquidators_gas_usd"]),
+        "liquidator_gas_usd": _num(gas.get("liquidator", {}).get("fee_usd", 0.0)),
+        "failed_tx_share": _num(summary["failed_transaction_share"]),
+        "oracle_mean_age_s": float(np.nanmean(ages)) if ages else math.nan,
+        "oracle_max_gap": float(np.nanmax(gaps)) if gaps else math.nan,
+        "base_fee_max_gwei": _num(summary["base_fee_gwei"]["max"]),
+    }

@@ -1,0 +1,228 @@
+"""``liqsim sweep``: a grid of scenario parameters × seeds, in parallel, resumable.
+
+``--grid path.to.param=v1,v2,...`` (repeatable) names any scenario parameter by the dotted path
+``--set`` uses (``oracle.deviation_threshold``, ``chain.block_gas_limit``,
+``background.crash_utilization``, ``liquidators.count``, ``markets.0.maintenance_margin``,
+``traders.leverage_max``, ``run.margin_mode_override``, ...). The sweep runs the cartesian
+product of the grids, each point with every seed. Each run is keyed by its resolved scenario's
+fingerprint and its seed, so a rerun (or a wider grid) executes only the runs that are missing.
+
+Backends: ``local`` (processes on this machine, spawn start method) or ``ray`` (Ray tasks on a
+local instance started with ``num_cpus = --workers``, or on a running cluster with
+``--ray-address``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sim.config import ConfigError
+from sim.experiments import plotting
+from sim.experiments.common import (
+    ExperimentFolder,
+    Progress,
+    markdown_table,
+    reproduce_block,
+    results_table,
+)
+from sim.experiments.figures import FIGURES
+from sim.experiments.runs import Batch, RunSpec, run_all
+from sim.experiments.stats import mean_ci
+from sim.scenario import Scenario
+
+SWEEP_FIGURES = (
+    "liquidations",
+    "notional_usd",
+    "bad_debt_usd",
+    "negative_equity_usd",
+    "delay_mean_blocks",
+    "delay_max_blocks",
+    "insurance_drawdown_usd",
+    "trader_losses_usd",
+    "contagion_positions",
+    "losing_liquidator_gas_usd",
+    "oracle_mean_age_s",
+    "failed_tx_share",
+)
+PLOT_FIGURES = ("liquidations", "notional_usd", "bad_debt_usd", "delay_mean_blocks")
+
+
+@dataclass
+class SweepResult:
+    folder: Path
+    results: pd.DataFrame
+    summary: pd.DataFrame
+    batch: Batch
+
+
+def parse_grid(text: str) -> tuple[str, list[str]]:
+    """``"path=v1,v2"`` -> ``("path", ["v1", "v2"])``."""
+    path, sep, values = text.partition("=")
+    path = path.strip()
+    if not sep or not path:
+        raise ConfigError("--grid", f"expected PATH=V1,V2,..., got {text!r}")
+    vals = [v.strip() for v in values.split(",") if v.strip()]
+    if not vals:
+        raise ConfigError("--grid", f"no values for {path!r} in {text!r}")
+    if len(set(vals)) != len(vals):
+        raise ConfigError("--grid", f"duplicate values for {path!r} in {text!r}")
+    return path, vals
+
+
+def parse_grids(texts: list[str]) -> dict[str, list[str]]:
+    if not texts:
+        raise ConfigError("--grid", "at least one --grid PATH=V1,V2,... is required")
+    grids: dict[str, list[str]] = {}
+    for t in texts:
+        path, vals = parse_grid(t)
+        if path in grids:
+            raise ConfigError("--grid", f"{path!r} is given twice")
+        grids[path] = vals
+    return grids
+
+
+def _value_at(data: Any, path: str) -> Any:
+    for part in path.split("."):
+        data = data[int(part)] if isinstance(data, list | tuple) else data[part]
+    return data
+
+
+def grid_points(
+    scenario: Scenario, grids: dict[str, list[str]]
+) -> list[tuple[dict[str, Any], Scenario]]:
+    """Every grid point with its validated scenario; the labels are the resolved (typed) values."""
+    points = []
+    for combo in itertools.product(*grids.values()):
+        overrides = [f"{p}={v}" for p, v in zip(grids, combo, strict=True)]
+        sc = scenario.with_overrides(overrides)
+        data = sc.to_dict()
+        labels = {p: _value_at(data, p) for p in grids}
+        points.append((labels, sc))
+    return points
+
+
+def plan(scenario: Scenario, grids: dict[str, list[str]], seeds: list[int]) -> list[RunSpec]:
+    return [
+        RunSpec.of(sc, seed, **labels)
+        for labels, sc in grid_points(scenario, grids)
+        for seed in seeds
+    ]
+
+
+def summarize_grid(results: pd.DataFrame, params: list[str], figures=SWEEP_FIGURES) -> pd.DataFrame:
+    ok = results[results["state"] == "complete"]
+    rows = []
+    for raw, g in ok.groupby(params, sort=False, dropna=False):
+        key = raw if isinstance(raw, tuple) else (raw,)
+        row: dict[str, Any] = dict(zip(params, key, strict=True))
+        row["seeds"] = len(g)
+        for f in figures:
+            iv = mean_ci(g[f].to_numpy(dtype=float))
+            row[f"{f}_mean"], row[f"{f}_ci_low"], row[f"{f}_ci_high"] = iv.estimate, iv.low, iv.high
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def report_text(
+    scenario: Scenario,
+    grids: dict[str, list[str]],
+    seeds: list[int],
+    summary: pd.DataFrame,
+    batch: Batch,
+    backend: str,
+    argv: str,
+    figures: tuple[str, ...] = PLOT_FIGURES,
+) -> str:
+    params = list(grids)
+    show = (
+        summary[[*params, "seeds", *(f"{f}_mean" for f in figures)]].rename(
+            columns={f"{f}_mean": f"{FIGURES[f].label} ({FIGURES[f].unit})" for f in figures}
+        )
+        if not summary.empty
+        else pd.DataFrame({"result": ["no run completed"]})
+    )
+    formats = {f"{FIGURES[f].label} ({FIGURES[f].unit})": FIGURES[f].fmt for f in figures}
+    points = len(summary)
+    lines = [
+        f"# Sweep of {', '.join(f'`{p}`' for p in params)}: scenario `{scenario.name}`",
+        "",
+        "Grid: "
+        + "; ".join(f"`{p}` = {', '.join(v)}" for p, v in grids.items())
+        + f" ({points} points) × "
+        f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''} ({seeds[0]}..{seeds[-1]}), backend "
+        f"`{backend}`. "
+        f"{batch.executed} runs executed now, {batch.skipped} reused from earlier invocations"
+        + (f", **{len(batch.failed)} failed** (see experiment.json)" if batch.failed else "")
+        + ".",
+        "",
+        "Means over seeds (summary.csv also has 95% t intervals and more figures; results.csv "
+        "has one row per run).",
+        "",
+        markdown_table(show, formats),
+        "",
+        "![sweep](plots/sweep.png)",
+        "",
+        reproduce_block(argv),
+    ]
+    return "\n".join(lines)
+
+
+def run_sweep(
+    scenario: Scenario,
+    grids: dict[str, list[str]],
+    seeds: list[int],
+    out: str | Path,
+    *,
+    workers: int = 1,
+    backend: str = "local",
+    runs_dir: str | Path | None = None,
+    run_plots: bool = False,
+    ray_address: str | None = None,
+    plot_figures: tuple[str, ...] = PLOT_FIGURES,
+    quiet: bool = False,
+    argv: str = "",
+) -> SweepResult:
+    for f in plot_figures:
+        if f not in FIGURES:
+            raise ConfigError("--figures", f"unknown figure {f!r} (known: {', '.join(FIGURES)})")
+    specs = plan(scenario, grids, seeds)  # validates every grid point before anything runs
+    folder = ExperimentFolder(out)
+    runs = Path(runs_dir) if runs_dir else folder.path / "runs"
+    folder.inputs(
+        "sweep",
+        scenario,
+        {
+            "grid": grids,
+            "seeds": seeds,
+            "workers": workers,
+            "backend": backend,
+            "runs_dir": str(runs),
+        },
+    )
+    batch = run_all(
+        specs,
+        runs,
+        workers=workers,
+        backend=backend,
+        plots=run_plots,
+        ray_address=ray_address,
+        progress=Progress(len({s.key for s in specs}), quiet),
+    )
+    params = list(grids)
+    results = results_table(specs, runs, folder.path)
+    figures = tuple(dict.fromkeys((*SWEEP_FIGURES, *plot_figures)))
+    summary = summarize_grid(results, params, figures)
+    folder.table("results", results)
+    folder.table("summary", summary)
+    if not summary.empty:
+        plotting.sweep_plot(
+            summary, params, plot_figures, folder.plots / "sweep.png", scenario.name
+        )
+    folder.report(report_text(scenario, grids, seeds, summary, batch, backend, argv, plot_figures))
+    folder.finish(batch)
+    return SweepResult(folder.path, results, summary, batch)
