@@ -35,14 +35,12 @@ import pandas as pd
 from sim.experiments import plotting
 from sim.experiments.common import (
     ExperimentFolder,
-    Progress,
     fmt_value,
     markdown_table,
     reproduce_block,
-    results_table,
 )
 from sim.experiments.figures import FIGURES
-from sim.experiments.runs import Batch, RunSpec, run_all
+from sim.experiments.runs import Batch, RunSpec
 from sim.experiments.stats import mean_ci, ratio_of_means
 from sim.scenario import Scenario
 
@@ -359,33 +357,19 @@ def run_amplify(
     argv: str = "",
 ) -> AmplifyResult:
     folder = ExperimentFolder(out)
-    runs = Path(runs_dir) if runs_dir else folder.path / "runs"
-    design = cells(full_factorial)
-    order = [cell_name(c) for c in design]
-    specs = plan(scenario, seeds, full_factorial)
-    folder.inputs(
+    order = [cell_name(c) for c in cells(full_factorial)]
+    batch, results = folder.execute(
         "amplify",
         scenario,
-        {
-            "seeds": seeds,
-            "cells": order,
-            "modes": list(MODES),
-            "full_factorial": full_factorial,
-            "workers": workers,
-            "backend": backend,
-            "runs_dir": str(runs),
-        },
-    )
-    batch = run_all(
-        specs,
-        runs,
+        plan(scenario, seeds, full_factorial),
+        {"seeds": seeds, "cells": order, "modes": list(MODES), "full_factorial": full_factorial},
         workers=workers,
         backend=backend,
-        plots=run_plots,
+        runs_dir=runs_dir,
+        run_plots=run_plots,
         ray_address=ray_address,
-        progress=Progress(len({s.key for s in specs}), quiet),
+        quiet=quiet,
     )
-    results = results_table(specs, runs, folder.path)
     summary = summarize_cells(results, order)
     folder.table("results", results)
     folder.table("summary", summary)

@@ -29,7 +29,7 @@ import pandas as pd
 
 from sim.config import ConfigError
 from sim.experiments.figures import FIGURES, run_figures
-from sim.experiments.runs import Batch, RunOutcome, RunSpec, is_complete
+from sim.experiments.runs import Batch, RunOutcome, RunSpec, is_complete, run_all
 from sim.runfolder import package_versions
 from sim.scenario import Scenario
 
@@ -69,6 +69,36 @@ class ExperimentFolder:
                 "state": "running",
             },
         )
+
+    def execute(
+        self,
+        command: str,
+        scenario: Scenario,
+        specs: Sequence[RunSpec],
+        design: dict[str, Any],
+        *,
+        workers: int = 1,
+        backend: str = "local",
+        runs_dir: str | Path | None = None,
+        run_plots: bool = False,
+        ray_address: str | None = None,
+        quiet: bool = False,
+    ) -> tuple[Batch, pd.DataFrame]:
+        """Record the inputs, run what is missing of ``specs``, and return the batch and the
+        tidy results table (one row per run). Shared by every experiment command."""
+        runs = Path(runs_dir) if runs_dir else self.path / "runs"
+        params = {**design, "workers": workers, "backend": backend, "runs_dir": str(runs)}
+        self.inputs(command, scenario, params)
+        batch = run_all(
+            specs,
+            runs,
+            workers=workers,
+            backend=backend,
+            plots=run_plots,
+            ray_address=ray_address,
+            progress=Progress(unique_runs(specs), quiet),
+        )
+        return batch, results_table(specs, runs, self.path)
 
     def finish(self, batch: Batch, **extra: Any) -> None:
         data = json.loads((self.path / "experiment.json").read_text())

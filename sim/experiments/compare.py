@@ -23,14 +23,12 @@ import pandas as pd
 from sim.experiments import plotting
 from sim.experiments.common import (
     ExperimentFolder,
-    Progress,
     fmt_value,
     markdown_table,
     reproduce_block,
-    results_table,
 )
 from sim.experiments.figures import FIGURES
-from sim.experiments.runs import Batch, RunSpec, run_all
+from sim.experiments.runs import Batch, RunSpec
 from sim.experiments.stats import mean_ci, paired_difference
 from sim.scenario import Scenario
 
@@ -246,29 +244,19 @@ def run_compare(
     argv: str = "",
 ) -> CompareResult:
     folder = ExperimentFolder(out)
-    runs = Path(runs_dir) if runs_dir else folder.path / "runs"
-    specs = plan(scenario, seeds)
-    folder.inputs(
+    batch, results = folder.execute(
         "compare",
         scenario,
-        {
-            "seeds": seeds,
-            "arms": list(ARMS),
-            "workers": workers,
-            "backend": backend,
-            "runs_dir": str(runs),
-        },
-    )
-    batch = run_all(
-        specs,
-        runs,
+        plan(scenario, seeds),
+        {"seeds": seeds, "arms": list(ARMS)},
         workers=workers,
         backend=backend,
-        plots=run_plots,
+        runs_dir=runs_dir,
+        run_plots=run_plots,
         ray_address=ray_address,
-        progress=Progress(len(specs), quiet),
+        quiet=quiet,
     )
-    results = crn_check(results_table(specs, runs, folder.path), folder.path)
+    results = crn_check(results, folder.path)
     summary = summarize_pairs(results)
     folder.table("results", results)
     folder.table("summary", summary)

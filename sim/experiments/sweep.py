@@ -25,13 +25,11 @@ from sim.config import ConfigError
 from sim.experiments import plotting
 from sim.experiments.common import (
     ExperimentFolder,
-    Progress,
     markdown_table,
     reproduce_block,
-    results_table,
 )
 from sim.experiments.figures import FIGURES
-from sim.experiments.runs import Batch, RunSpec, run_all
+from sim.experiments.runs import Batch, RunSpec
 from sim.experiments.stats import mean_ci
 from sim.scenario import Scenario
 
@@ -192,29 +190,19 @@ def run_sweep(
             raise ConfigError("--figures", f"unknown figure {f!r} (known: {', '.join(FIGURES)})")
     specs = plan(scenario, grids, seeds)  # validates every grid point before anything runs
     folder = ExperimentFolder(out)
-    runs = Path(runs_dir) if runs_dir else folder.path / "runs"
-    folder.inputs(
+    batch, results = folder.execute(
         "sweep",
         scenario,
-        {
-            "grid": grids,
-            "seeds": seeds,
-            "workers": workers,
-            "backend": backend,
-            "runs_dir": str(runs),
-        },
-    )
-    batch = run_all(
         specs,
-        runs,
+        {"grid": grids, "seeds": seeds},
         workers=workers,
         backend=backend,
-        plots=run_plots,
+        runs_dir=runs_dir,
+        run_plots=run_plots,
         ray_address=ray_address,
-        progress=Progress(len({s.key for s in specs}), quiet),
+        quiet=quiet,
     )
     params = list(grids)
-    results = results_table(specs, runs, folder.path)
     figures = tuple(dict.fromkeys((*SWEEP_FIGURES, *plot_figures)))
     summary = summarize_grid(results, params, figures)
     folder.table("results", results)
