@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from sim.txrecord import TxRecord
 
 GAS_USED_TRADE = 110_000  # typical gas of a trade on the contracts
+OPPORTUNITY_BLOCKS = 5  # an arbitrage not mined within this many blocks is stale: it expires
 
 
 class Arbitrageur(ChainAgent):
@@ -74,7 +75,7 @@ class Arbitrageur(ChainAgent):
                 continue
             limit = self._external_e8(m)
             call = self.model.system.trade_call(self.address, self.subaccount, m, size, limit)
-            if self.send(call, self.priority_wei, f"arb:{m}") is not None:
+            if self.send(call, self.priority_wei, f"arb:{m}", expiry_blocks=OPPORTUNITY_BLOCKS):
                 self.trades += 1
                 return
 

@@ -110,6 +110,15 @@ class ChainAgent(mesa.Agent):
         self.in_flight[signed.tx_hash] = InFlight(signed, label, self.model.block)
         return signed
 
+    def reprice_stuck(self) -> None:
+        """Re-send (same nonce, same call) every pending transaction whose fee cap the base fee
+        has outgrown, at the current fee-cap policy: what a wallet's "speed up" does. Without it
+        a transaction priced out in a fee spike would wait forever and block the sender."""
+        base_fee = self.model.next_base_fee_wei()
+        for tx_hash, flight in list(self.in_flight.items()):
+            if flight.signed.max_fee_per_gas_wei < base_fee:
+                self.bump(tx_hash, flight.signed.max_priority_fee_per_gas_wei)
+
     def reserved_wei(self) -> int:
         """Worst-case gas of our transactions still in the mempool."""
         return sum(

@@ -99,6 +99,12 @@ class Trader(ChainAgent):
         mark = self.model.view.venues[market].mark_e8
         return int(mark * (1 + slippage)) if size > 0 else int(mark * (1 - slippage))
 
+    def watched_prices_e8(self, block: int) -> list[int]:
+        """The external prices the trader watches (``traders.latency_blocks`` old): traders
+        judge their positions by the market, which the oracle follows with a lag."""
+        seen = max(0, block - self.params.latency_blocks)
+        return [self.model.external.price_e8(m, seen) for m in range(self.model.view.n_markets)]
+
     def _account(self, sub: SubPlan) -> AccountState | None:
         return self.model.view.book.get(self.address, sub.subaccount)
 
@@ -157,7 +163,7 @@ class Trader(ChainAgent):
         if not acct.positions:
             sub.closed = True
             return False
-        h = self.model.view.book.health(acct, self.model.view.margin_prices_e8())
+        h = self.model.view.book.health(acct, self.watched_prices_e8(block))
         loss = acct.deposited_units - acct.withdrawn_units - h.equity_units
         if self.profile.stop_loss > 0 and loss >= self.profile.stop_loss * sub.collateral_units:
             self.stops += 1

@@ -272,6 +272,8 @@ class LiqSimModel(mesa.Model):
     # --------------------------------------------------------------------- step
 
     def step(self) -> None:
+        for agent in self.by_address.values():  # creation order: deterministic
+            agent.reprice_stuck()
         self.agents.shuffle_do("step")
         result = self.builder.build_block()
         self._absorb(result)

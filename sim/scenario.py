@@ -454,6 +454,13 @@ class Traders:
     derisk_fraction: float = param(
         0.25, "Fraction of the position closed when de-risking (0 = never).", ge=0, le=1
     )
+    latency_blocks: int = param(
+        1,
+        "Age of the external price traders watch: their risk habits (stop-loss, de-risking, "
+        "top-up) value their positions at the market price they see, not at the oracle.",
+        unit="blocks",
+        ge=0,
+    )
     priority_fee_gwei: float = param(1.5, "Priority fee of trader transactions.", unit="gwei", ge=0)
     max_subaccounts: int = param(
         4, "Most subaccounts a trader opens.", ge=1, le=CONTRACT_MAX_SUBACCOUNTS

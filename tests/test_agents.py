@@ -245,3 +245,20 @@ def test_arbitrageur_trades_toward_the_external_price(model):
     (flight,) = arb.in_flight.values()
     size = int.from_bytes(flight.signed.data[4 + 64 : 4 + 96], "big", signed=True)
     assert flight.label == "arb:0" and size < 0
+
+
+def test_a_transaction_priced_out_by_a_fee_spike_is_re_sent(model):
+    """A pending transaction whose fee cap the base fee outgrew is re-sent at the current cap
+    (same nonce), so a fee spike cannot leave an agent blocked forever."""
+    arb = next(iter(model.agents_by_type[Arbitrageur]))
+    model.external.prices_e8[0] = int(model.view.venues[0].mark_e8 * 0.98)
+    arb.step()
+    (old,) = arb.in_flight.values()
+    arb.reprice_stuck()
+    assert list(arb.in_flight.values()) == [old]  # still affordable: left alone
+    model.view.next_base_fee_wei = old.signed.max_fee_per_gas_wei + 1  # the spike
+    arb.reprice_stuck()
+    (new,) = arb.in_flight.values()
+    assert new.signed.nonce == old.signed.nonce
+    assert new.signed.max_fee_per_gas_wei >= 2 * model.view.next_base_fee_wei
+    assert [p.signed.tx_hash for p in _pending(model, "arbitrageur")] == [new.signed.tx_hash]
