@@ -135,4 +135,5 @@ def _underwater(accounts: pd.DataFrame) -> dict[str, Any]:
     if accounts.empty:
         return {"accounts": 0, "negative_equity_usd": 0.0}
     under = accounts[(accounts["open_positions"] > 0) & (accounts["equity_usd"] < 0)]
-    return {"accounts": len(under), "negative_equity_usd": _f(-under["equity_usd"].sum())}
+    negative = float(-under["equity_usd"].sum()) if len(under) else 0.0
+    return {"accounts": len(under), "negative_equity_usd": _f(negative)}
