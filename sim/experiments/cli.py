@@ -108,6 +108,18 @@ def _finish(folder: Path, batch) -> int:
     return 0
 
 
+def _execution(args: argparse.Namespace) -> dict:
+    """The options every experiment command passes on to its runs."""
+    return {
+        "workers": args.workers,
+        "backend": args.backend,
+        "runs_dir": args.runs_dir,
+        "run_plots": args.run_plots,
+        "ray_address": args.ray_address,
+        "quiet": args.quiet,
+    }
+
+
 def _compare(args: argparse.Namespace) -> int:
     from sim.experiments.common import fmt_value, markdown_table
     from sim.experiments.compare import _interval_text, run_compare
@@ -123,12 +135,7 @@ def _compare(args: argparse.Namespace) -> int:
         scenario,
         seeds,
         out,
-        workers=args.workers,
-        backend=args.backend,
-        runs_dir=args.runs_dir,
-        run_plots=args.run_plots,
-        ray_address=args.ray_address,
-        quiet=args.quiet,
+        **_execution(args),
         argv=_argv(),
     )
     s = res.summary
@@ -165,12 +172,7 @@ def _amplify(args: argparse.Namespace) -> int:
         seeds,
         out,
         full_factorial=args.full_factorial,
-        workers=args.workers,
-        backend=args.backend,
-        runs_dir=args.runs_dir,
-        run_plots=args.run_plots,
-        ray_address=args.ray_address,
-        quiet=args.quiet,
+        **_execution(args),
         argv=_argv(),
     )
     report = (res.folder / "report.md").read_text()
@@ -206,13 +208,8 @@ def _sweep(args: argparse.Namespace) -> int:
         grids,
         seeds,
         out,
-        workers=args.workers,
-        backend=args.backend,
-        runs_dir=args.runs_dir,
-        run_plots=args.run_plots,
-        ray_address=args.ray_address,
+        **_execution(args),
         plot_figures=figures,
-        quiet=args.quiet,
         argv=_argv(),
     )
     report = (res.folder / "report.md").read_text()
