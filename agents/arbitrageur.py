@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 from agents.base import GWEI, ChainAgent
 
 if TYPE_CHECKING:
-    from sim.events import Event
+    from sim.chain.events import Event
+    from sim.chain.records import TxRecord
     from sim.model import LiqSimModel
-    from sim.txrecord import TxRecord
 
 GAS_USED_TRADE = 110_000  # typical gas of a trade on the contracts
 OPPORTUNITY_BLOCKS = 5  # an arbitrage not mined within this many blocks is stale: it expires

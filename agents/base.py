@@ -1,7 +1,7 @@
 """The base of every agent that sends transactions.
 
 Agents decide; they never touch the backend. They read the chain through the model's
-:class:`sim.view.ChainView`, and send signed transaction intents to the block builder's mempool
+:class:`sim.exchange.view.ChainView`, and send signed transaction intents to the block builder's mempool
 with a priority fee. The model tells each agent what became of its transactions
 (``on_included`` with the receipt record and its decoded events, ``on_dropped``).
 """
@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING
 
 import mesa
 
-from sim.deploy import Call
-from sim.mempool import TxIntent
+from sim.exchange.client import Call
+from sim.market.mempool import TxIntent
 
 if TYPE_CHECKING:
-    from sim.chain import SignedTx
-    from sim.events import Event
+    from sim.chain.events import Event
+    from sim.chain.records import DroppedRecord, TxRecord
+    from sim.chain.session import SignedTx
     from sim.model import LiqSimModel
-    from sim.txrecord import DroppedRecord, TxRecord
 
 GWEI = 10**9
 

@@ -1,6 +1,6 @@
 """Liquidator: a profit-seeking bot.
 
-It follows accounts from the exchange's events (the model's :class:`sim.view.ChainView`), spots
+It follows accounts from the exchange's events (the model's :class:`sim.exchange.view.ChainView`), spots
 the ones below maintenance after its reaction latency, confirms them with one batch ``healthOf``
 call per block, and sends a liquidation when the expected reward beats the expected gas cost.
 It bids priority fees against rival liquidations of the same account it sees in the mempool (a
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from agents.base import GWEI, ChainAgent
 
 if TYPE_CHECKING:
-    from sim.book import AccountState
+    from sim.exchange.book import AccountState
     from sim.model import LiqSimModel
 
 GAS_USED_BASE = 120_000  # typical gas of a one-position liquidation (measured on the contracts)

@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from agents.base import GWEI, ChainAgent
-from sim.deploy import USD
+from sim.exchange.client import USD
 
 if TYPE_CHECKING:
-    from sim.book import AccountState
-    from sim.events import Event
+    from sim.chain.events import Event
+    from sim.chain.records import DroppedRecord, TxRecord
+    from sim.exchange.book import AccountState
     from sim.model import LiqSimModel
-    from sim.txrecord import DroppedRecord, TxRecord
 
 OPEN_SLIPPAGE = 0.02  # worst average price accepted when opening, vs the venue mark
 CLOSE_SLIPPAGE = 0.10  # when closing or de-risking (traders accept more to get out)

@@ -22,12 +22,12 @@ import random
 import time
 from dataclasses import dataclass
 
-from sim.backend import GenesisConfig, PyEVMBackend, prevrandao
-from sim.builder import BlockBuilder
-from sim.chain import ChainSession
-from sim.deploy import USD, System, SystemConfig, deploy_system, error_decoder
-from sim.feemarket import ConstantBackground
-from sim.mempool import TxIntent
+from sim.chain.backend import GenesisConfig, PyEVMBackend, prevrandao
+from sim.chain.session import ChainSession
+from sim.exchange.client import USD, System, SystemConfig, deploy_system, error_decoder
+from sim.market.builder import BlockBuilder
+from sim.market.feemarket import ConstantBackground
+from sim.market.mempool import TxIntent
 
 GWEI = 10**9
 E18 = 10**18

@@ -5,6 +5,7 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {IPriceFeed} from "./interfaces/IPriceFeed.sol";
 import {IPriceVenue} from "./interfaces/IPriceVenue.sol";
+import {IMarginExchange} from "./interfaces/IMarginExchange.sol";
 import {MarginMath} from "./MarginMath.sol";
 
 /// @title MarginExchange
@@ -27,187 +28,38 @@ import {MarginMath} from "./MarginMath.sol";
 ///      Liquidation is full (close factor 100%): every position of the account is closed on the
 ///      venue in one transaction. This matches the one-shot liquidations most DeFi perps ran in the
 ///      documented crashes and keeps a liquidation's price impact in one block.
-contract MarginExchange {
+contract MarginExchange is IMarginExchange {
     using SafeERC20 for IERC20;
     using MarginMath for int256;
 
-    // ------------------------------------------------------------------ types
-
-    /// @notice How a subaccount's collateral is shared.
-    enum MarginMode {
-        NONE,
-        CROSS,
-        ISOLATED
-    }
-
-    /// @notice Which price margin checks use.
-    enum PriceSource {
-        INDEX,
-        MARK
-    }
-
-    /// @notice Per-market risk parameters (fractions in ppm).
-    struct MarketParams {
-        uint32 initialMarginPpm;
-        uint32 maintenanceMarginPpm;
-        uint32 liquidationPenaltyPpm; // of the notional closed, paid from the account's equity
-        uint32 liquidatorSharePpm; // share of the penalty to the liquidator; the rest to insurance
-        uint32 maxOracleAgeS; // 0 = the oracle's age is not checked
-        PriceSource marginPrice;
-        uint32 fundingPeriodS; // 0 = no funding
-        uint32 fundingCapPpm; // cap on |mark - index| / index per funding period
-    }
-
-    struct Market {
-        IPriceFeed feed;
-        IPriceVenue venue;
-        MarketParams params;
-        int256 fundingIndex; // cumulative funding, quote units * 1e18 per whole base unit
-        uint64 lastFundingTime;
-    }
-
-    /// @notice A position: signed size and signed cost basis (long > 0).
-    struct Position {
-        int256 sizeBase;
-        int256 openNotional; // quote units paid (+) or received (-) to open
-        int256 lastFundingIndex;
-    }
-
-    struct Account {
-        MarginMode mode;
-        uint32 isolatedMarket;
-        uint256 marketMask; // bit m set = open position in market m
-        int256 collateral; // collateral units; negative only after realized losses beyond it
-    }
-
-    /// @notice An account's health at the margin prices.
-    struct Health {
-        int256 equity; // collateral + unrealized PnL - funding owed
-        uint256 initialRequirement;
-        uint256 maintenanceRequirement;
-        uint256 notional; // sum of |size| * price
-        bool liquidatable; // equity < maintenanceRequirement
-    }
-
-    // ---------------------------------------------------------------- errors
-
-    /// @notice The caller is not the exchange owner.
-    error NotOwner(address caller);
-    /// @notice Market id out of range.
-    error UnknownMarket(uint256 market);
-    /// @notice The (owner, subaccount) pair was never opened.
-    error UnknownSubaccount(address owner, uint32 subaccount);
-    /// @notice The subaccount is already open.
-    error SubaccountExists(address owner, uint32 subaccount);
-    /// @notice The owner already has the maximum number of subaccounts.
-    error TooManySubaccounts(address owner, uint256 limit);
-    /// @notice The margin mode is NONE, or the operation does not fit the account's mode.
-    error WrongMarginMode(MarginMode mode, uint256 market);
-    /// @notice Amount or size of zero.
-    error ZeroAmount();
-    /// @notice A transfer to the same subaccount.
-    error SameSubaccount();
-    /// @notice A withdrawal or transfer larger than the free collateral balance.
-    error InsufficientCollateral(int256 available, uint256 requested);
-    /// @notice Equity below the initial-margin requirement after a risk-increasing action.
-    error InsufficientMargin(int256 equity, uint256 initialRequirement);
-    /// @notice Liquidation of an account whose equity covers its maintenance requirement.
-    error AccountHealthy(int256 equity, uint256 maintenanceRequirement);
-    /// @notice Average execution price worse than the trader's limit.
-    error SlippageExceeded(uint256 averagePriceE8, uint256 limitPriceE8);
-    /// @notice The oracle answer is older than the market's maximum age.
-    error StalePrice(uint256 market, uint256 updatedAt, uint256 blockTime);
-    /// @notice The oracle answer is not positive.
-    error InvalidOraclePrice(uint256 market, int256 answer);
-    /// @notice Market parameters out of range (`code` names the check; see `_validate`).
-    error InvalidMarketParams(uint8 code);
-    /// @notice No more markets can be added.
-    error TooManyMarkets(uint256 limit);
-    /// @notice Batch arrays of different lengths.
-    error LengthMismatch(uint256 owners, uint256 subaccounts);
-
-    // ---------------------------------------------------------------- events
-
-    /// @notice A market was listed.
-    event MarketAdded(uint256 indexed market, address feed, address venue, MarketParams params);
-    /// @notice A market's parameters changed.
-    event MarketParamsUpdated(uint256 indexed market, MarketParams params);
-    /// @notice A market's funding index moved.
-    event FundingAccrued(uint256 indexed market, int256 fundingIndex, int256 premiumPpm, uint256 timestamp);
-    /// @notice Funding owed by (+) or to (-) an account's position was settled.
-    event FundingSettled(address indexed owner, uint32 indexed subaccount, uint256 indexed market, int256 payment);
-    /// @notice A subaccount was opened.
-    event SubaccountOpened(address indexed owner, uint32 indexed subaccount, MarginMode mode, uint32 isolatedMarket);
-    /// @notice Collateral deposited into a subaccount.
-    event Deposited(address indexed owner, uint32 indexed subaccount, uint256 amount);
-    /// @notice Collateral withdrawn from a subaccount.
-    event Withdrawn(address indexed owner, uint32 indexed subaccount, uint256 amount);
-    /// @notice Collateral moved between two subaccounts of one owner.
-    event CollateralTransferred(address indexed owner, uint32 fromSubaccount, uint32 toSubaccount, uint256 amount);
-    /// @notice A trade executed on the market's venue.
-    event Traded(
-        address indexed owner,
-        uint32 indexed subaccount,
-        uint256 indexed market,
-        int256 sizeDelta,
-        int256 quoteDelta,
-        int256 newSize,
-        int256 newOpenNotional,
-        int256 realizedPnl
-    );
-    /// @notice One position closed by a liquidation.
-    event PositionLiquidated(
-        address indexed owner,
-        uint32 indexed subaccount,
-        uint256 indexed market,
-        int256 sizeClosed,
-        int256 quoteDelta,
-        int256 realizedPnl
-    );
-    /// @notice An account was liquidated.
-    event Liquidated(
-        address indexed owner,
-        uint32 indexed subaccount,
-        address indexed liquidator,
-        uint256 notionalClosed,
-        uint256 penaltyPaid,
-        uint256 liquidatorReward,
-        uint256 insuranceShare,
-        uint256 insuranceCover,
-        uint256 badDebt
-    );
-    /// @notice Negative equity the insurance fund could not cover (socialized to the counterparty fund).
-    event BadDebtRecorded(address indexed owner, uint32 indexed subaccount, uint256 amount, uint256 totalBadDebt);
-    /// @notice The insurance fund was topped up.
-    event InsuranceDeposited(address indexed from, uint256 amount, uint256 insuranceFund);
-    /// @notice The counterparty (virtual AMM liquidity) fund was topped up.
-    event CounterpartyFunded(address indexed from, uint256 amount, int256 counterpartyFund);
+    // Types (MarginMode, PriceSource, MarketParams, Market, Position, Account, Health), custom errors
+    // and events are declared in IMarginExchange.
 
     // ----------------------------------------------------------------- state
 
-    /// @notice At most this many markets (positions are tracked in a 32-bit mask).
+    /// @inheritdoc IMarginExchange
     uint256 public constant MAX_MARKETS = 32;
-    /// @notice At most this many subaccounts per owner.
+    /// @inheritdoc IMarginExchange
     uint256 public constant MAX_SUBACCOUNTS = 16;
 
-    /// @notice The settlement token.
+    /// @inheritdoc IMarginExchange
     IERC20 public immutable collateralToken;
-    /// @notice The account allowed to list markets and change their parameters.
+    /// @inheritdoc IMarginExchange
     address public immutable owner;
 
     Market[] private markets;
     mapping(bytes32 => Account) private accounts;
     mapping(bytes32 => mapping(uint256 => Position)) private positions;
 
-    /// @notice Number of subaccounts each owner has opened.
+    /// @inheritdoc IMarginExchange
     mapping(address => uint256) public subaccountCount;
-    /// @notice Sum of all accounts' collateral (collateral units).
+    /// @inheritdoc IMarginExchange
     int256 public totalCollateral;
-    /// @notice Insurance fund (collateral units).
+    /// @inheritdoc IMarginExchange
     uint256 public insuranceFund;
-    /// @notice Liquidity behind the venues (collateral units); see the contract notes.
+    /// @inheritdoc IMarginExchange
     int256 public counterpartyFund;
-    /// @notice Cumulative bad debt (collateral units).
+    /// @inheritdoc IMarginExchange
     uint256 public totalBadDebt;
 
     /// @param collateralToken_ the settlement token (6 decimals)
@@ -219,11 +71,7 @@ contract MarginExchange {
 
     // ------------------------------------------------------------ governance
 
-    /// @notice List a market. Owner only.
-    /// @param feed the market's oracle (8 decimals)
-    /// @param venue the market's price venue (the exchange must be its only trader)
-    /// @param params risk parameters, validated
-    /// @return market the new market id
+    /// @inheritdoc IMarginExchange
     function addMarket(IPriceFeed feed, IPriceVenue venue, MarketParams calldata params)
         external
         returns (uint256 market)
@@ -244,9 +92,7 @@ contract MarginExchange {
         emit MarketAdded(market, address(feed), address(venue), params);
     }
 
-    /// @notice Change a market's risk parameters (funding accrues at the old ones first). Owner only.
-    /// @param market market id
-    /// @param params new parameters, validated
+    /// @inheritdoc IMarginExchange
     function setMarketParams(uint256 market, MarketParams calldata params) external {
         if (msg.sender != owner) revert NotOwner(msg.sender);
         _requireMarket(market);
@@ -256,8 +102,7 @@ contract MarginExchange {
         emit MarketParamsUpdated(market, params);
     }
 
-    /// @notice Add `amount` collateral units to the insurance fund (anyone).
-    /// @param amount collateral units, pulled from the caller
+    /// @inheritdoc IMarginExchange
     function depositInsurance(uint256 amount) external {
         if (amount == 0) revert ZeroAmount();
         insuranceFund += amount;
@@ -265,8 +110,7 @@ contract MarginExchange {
         collateralToken.safeTransferFrom(msg.sender, address(this), amount);
     }
 
-    /// @notice Add `amount` collateral units to the counterparty fund behind the venues (anyone).
-    /// @param amount collateral units, pulled from the caller
+    /// @inheritdoc IMarginExchange
     function fundCounterparty(uint256 amount) external {
         if (amount == 0) revert ZeroAmount();
         counterpartyFund += int256(amount);
@@ -276,11 +120,7 @@ contract MarginExchange {
 
     // ------------------------------------------------------------- accounts
 
-    /// @notice Open subaccount `subaccount` of the caller in `mode`. ISOLATED subaccounts trade only
-    ///         `isolatedMarket`; for CROSS it is ignored.
-    /// @param subaccount caller-chosen id
-    /// @param mode CROSS or ISOLATED
-    /// @param isolatedMarket the one market of an ISOLATED subaccount
+    /// @inheritdoc IMarginExchange
     function openSubaccount(uint32 subaccount, MarginMode mode, uint32 isolatedMarket) external {
         bytes32 key = _key(msg.sender, subaccount);
         if (accounts[key].mode != MarginMode.NONE) revert SubaccountExists(msg.sender, subaccount);
@@ -296,9 +136,7 @@ contract MarginExchange {
         emit SubaccountOpened(msg.sender, subaccount, mode, isolatedMarket);
     }
 
-    /// @notice Deposit `amount` collateral units into the caller's subaccount.
-    /// @param subaccount the caller's subaccount
-    /// @param amount collateral units, pulled from the caller (needs an ERC-20 allowance)
+    /// @inheritdoc IMarginExchange
     function deposit(uint32 subaccount, uint256 amount) external {
         if (amount == 0) revert ZeroAmount();
         bytes32 key = _existing(msg.sender, subaccount);
@@ -307,10 +145,7 @@ contract MarginExchange {
         collateralToken.safeTransferFrom(msg.sender, address(this), amount);
     }
 
-    /// @notice Withdraw `amount` collateral units. Only collateral (not unrealized profit) can leave,
-    ///         and the account must still meet its initial-margin requirement afterwards.
-    /// @param subaccount the caller's subaccount
-    /// @param amount collateral units sent to the caller
+    /// @inheritdoc IMarginExchange
     function withdraw(uint32 subaccount, uint256 amount) external {
         bytes32 key = _existing(msg.sender, subaccount);
         _debitCollateral(msg.sender, subaccount, key, amount);
@@ -318,11 +153,7 @@ contract MarginExchange {
         collateralToken.safeTransfer(msg.sender, amount);
     }
 
-    /// @notice Move collateral between two of the caller's subaccounts (the source must still meet
-    ///         its initial-margin requirement afterwards).
-    /// @param fromSubaccount source subaccount
-    /// @param toSubaccount destination subaccount (must be open)
-    /// @param amount collateral units
+    /// @inheritdoc IMarginExchange
     function transferCollateral(uint32 fromSubaccount, uint32 toSubaccount, uint256 amount) external {
         if (fromSubaccount == toSubaccount) revert SameSubaccount();
         bytes32 fromKey = _existing(msg.sender, fromSubaccount);
@@ -334,14 +165,7 @@ contract MarginExchange {
 
     // ---------------------------------------------------------------- trading
 
-    /// @notice Trade `sizeDelta` base units (+ buy, - sell) of `market` on its venue. The trade may
-    ///         increase, reduce or flip the position. A risk-increasing trade (the position grows or
-    ///         flips) must leave the account at or above its initial-margin requirement; a reducing
-    ///         trade is always allowed.
-    /// @param subaccount the caller's subaccount
-    /// @param market market id
-    /// @param sizeDelta base units, 18 decimals
-    /// @param limitPriceE8 worst acceptable average price: a maximum for buys, a minimum for sells
+    /// @inheritdoc IMarginExchange
     function trade(uint32 subaccount, uint256 market, int256 sizeDelta, uint256 limitPriceE8) external {
         if (sizeDelta == 0) revert ZeroAmount();
         bytes32 key = _existing(msg.sender, subaccount);
@@ -372,12 +196,7 @@ contract MarginExchange {
 
     // ------------------------------------------------------------ liquidation
 
-    /// @notice Liquidate an account whose equity is below its maintenance requirement: close all of
-    ///         its positions on the venues, pay the penalty from what equity is left (liquidator share
-    ///         to the caller, the rest to the insurance fund), cover negative equity from the
-    ///         insurance fund and record bad debt for what the fund cannot cover.
-    /// @param accountOwner owner of the account
-    /// @param subaccount its subaccount id
+    /// @inheritdoc IMarginExchange
     function liquidate(address accountOwner, uint32 subaccount) external {
         bytes32 key = _existing(accountOwner, subaccount);
         _settleAccount(accountOwner, subaccount, key);
@@ -418,29 +237,23 @@ contract MarginExchange {
 
     // ------------------------------------------------------------------ views
 
-    /// @notice Number of listed markets.
+    /// @inheritdoc IMarginExchange
     function marketCount() external view returns (uint256) {
         return markets.length;
     }
 
-    /// @notice A market's feed, venue, parameters and funding state.
-    /// @param market market id
+    /// @inheritdoc IMarginExchange
     function getMarket(uint256 market) external view returns (Market memory) {
         _requireMarket(market);
         return markets[market];
     }
 
-    /// @notice A subaccount's mode, isolated market, collateral and open-market mask.
-    /// @param accountOwner owner
-    /// @param subaccount subaccount id
+    /// @inheritdoc IMarginExchange
     function getAccount(address accountOwner, uint32 subaccount) external view returns (Account memory) {
         return accounts[_key(accountOwner, subaccount)];
     }
 
-    /// @notice A subaccount's position in `market` (zero if none).
-    /// @param accountOwner owner
-    /// @param subaccount subaccount id
-    /// @param market market id
+    /// @inheritdoc IMarginExchange
     function getPosition(address accountOwner, uint32 subaccount, uint256 market)
         external
         view
@@ -449,17 +262,12 @@ contract MarginExchange {
         return positions[_key(accountOwner, subaccount)][market];
     }
 
-    /// @notice Health of one account at current margin prices (funding accrued to now, oracle age
-    ///         not enforced so that views never revert).
-    /// @param accountOwner owner
-    /// @param subaccount subaccount id
+    /// @inheritdoc IMarginExchange
     function accountHealth(address accountOwner, uint32 subaccount) public view returns (Health memory) {
         return _health(_key(accountOwner, subaccount), false);
     }
 
-    /// @notice Health of many accounts in one call (for liquidators).
-    /// @param owners account owners
-    /// @param subaccounts subaccount ids, same length as `owners`
+    /// @inheritdoc IMarginExchange
     function healthOf(address[] calldata owners, uint32[] calldata subaccounts)
         external
         view
@@ -472,13 +280,7 @@ contract MarginExchange {
         }
     }
 
-    /// @notice The price of `market` at which the account's equity equals its maintenance
-    ///         requirement, other markets' prices held fixed (exact for ISOLATED accounts). Zero if the
-    ///         account has no position in `market` or no positive such price exists. Funding ignored.
-    ///         Truncated toward the current price (conservative).
-    /// @param accountOwner owner
-    /// @param subaccount subaccount id
-    /// @param market market id
+    /// @inheritdoc IMarginExchange
     function liquidationPriceE8(address accountOwner, uint32 subaccount, uint256 market)
         external
         view
@@ -498,14 +300,12 @@ contract MarginExchange {
         return p > 0 ? uint256(p) : 0;
     }
 
-    /// @notice The oracle (index) price of `market`, 8 decimals, without the age check.
-    /// @param market market id
+    /// @inheritdoc IMarginExchange
     function indexPriceE8(uint256 market) external view returns (uint256) {
         return _indexPrice(market, false);
     }
 
-    /// @notice The price margin checks of `market` use now, 8 decimals, without the age check.
-    /// @param market market id
+    /// @inheritdoc IMarginExchange
     function marginPriceE8(uint256 market) external view returns (uint256) {
         return _marginPrice(market, false);
     }

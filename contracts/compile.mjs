@@ -59,6 +59,11 @@ const errors = (output.errors || []).filter((e) => e.severity === "error");
 for (const e of output.errors || []) console.error(e.formattedMessage);
 if (errors.length) process.exit(1);
 
+// Interfaces whose ABI is also written as an artifact (no bytecode: "bytecode" and
+// "deployedBytecode" are "0x"), e.g. for decoding the exchange's events and errors.
+// They are listed under "interfaces" in the manifest, not under "contracts".
+const ABI_ONLY = { IMarginExchange: "contracts/interfaces/IMarginExchange.sol" };
+
 const ozVersion = JSON.parse(readFileSync(require.resolve("@openzeppelin/contracts/package.json"), "utf8")).version;
 mkdirSync(outDir, { recursive: true });
 const names = [];
@@ -77,6 +82,17 @@ for (const [source, contracts] of Object.entries(output.contracts)) {
     writeFileSync(join(outDir, `${name}.json`), JSON.stringify(artifact, null, 2) + "\n");
   }
 }
+const interfaces = [];
+for (const [name, source] of Object.entries(ABI_ONLY)) {
+  const c = output.contracts[source]?.[name];
+  if (!c) {
+    console.error(`ABI-only artifact: ${name} not found in ${source}`);
+    process.exit(1);
+  }
+  interfaces.push(name);
+  const artifact = { contractName: name, sourceName: source, abi: c.abi, bytecode: "0x", deployedBytecode: "0x" };
+  writeFileSync(join(outDir, `${name}.json`), JSON.stringify(artifact, null, 2) + "\n");
+}
 const manifest = {
   compiler: `solc-js ${solc.version()}`,
   openzeppelin: ozVersion,
@@ -84,6 +100,7 @@ const manifest = {
   sourcesHash: sourcesHash(files),
   sources: files.map((f) => relative(root, f).split("\\").join("/")),
   contracts: names.sort(),
+  interfaces: interfaces.sort(),
 };
 writeFileSync(join(outDir, "manifest.json"), JSON.stringify(manifest, null, 2) + "\n");
-console.log(`compiled ${names.length} contracts with ${manifest.compiler} -> ${relative(root, outDir) || outDir}`);
+console.log(`compiled ${names.length} contracts (+ ${interfaces.length} ABI-only) with ${manifest.compiler} -> ${relative(root, outDir) || outDir}`);

@@ -16,10 +16,10 @@ from typing import Any
 import pandas as pd
 
 from sim.model import LiqSimModel
-from sim.plots import plot_run
-from sim.runfolder import RunFolder
-from sim.scenario import DEFAULT_SCENARIO, Scenario, resolve_scenario
-from sim.summary import summarize
+from sim.output.plots import plot_run
+from sim.output.runfolder import RunFolder
+from sim.output.summary import summarize
+from sim.scenario.schema import DEFAULT_SCENARIO, Scenario, resolve_scenario
 
 __all__ = ["DEFAULT_SCENARIO", "RunResult", "resolve_scenario", "run_scenario", "simulate"]
 

@@ -10,8 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from sim.config import ConfigError
-from sim.pricepath import PricePathError
+from sim.scenario.loader import ConfigError
+from sim.scenario.pricepath import PricePathError
 
 EXIT_USAGE = 2
 
@@ -54,7 +54,7 @@ def print_summary(summary: dict, folder: Path | None) -> None:
 def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from sim.scenario import resolve_scenario
+    from sim.scenario.schema import resolve_scenario
 
     scenario = resolve_scenario(args.scenario, args.set, args.blocks)  # fails fast, before imports
     from sim.api import run_scenario

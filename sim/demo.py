@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from math import isqrt
 
-from sim.chain import ChainSession
-from sim.deploy import BASE, PRICE_SCALE, USD, System, deploy_system
-from sim.events import EventDecoder
+from sim.chain.events import EventDecoder
+from sim.chain.session import ChainSession
+from sim.exchange.client import BASE, PRICE_SCALE, USD, System, deploy_system
 
 ETH, BTC = 0, 1
 

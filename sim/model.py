@@ -2,7 +2,7 @@
 
 Each step: (1) the external market is at its price for this block (exogenous path plus the
 decaying impact of agents' earlier external trades); (2) agents observe the chain as of the last
-block (:class:`sim.view.ChainView`) and the external price as of their own latency, and submit
+block (:class:`sim.exchange.view.ChainView`) and the external price as of their own latency, and submit
 signed transactions to the mempool; (3) the block builder orders them by priority fee under the
 gas limit left by background demand, applies the EIP-1559 base fee, and (4) the block executes on
 the EVM; (5) receipts and decoded events go back to the agents, the view and the recorder.
@@ -17,23 +17,31 @@ import mesa
 import numpy as np
 
 from agents.arbitrageur import Arbitrageur
-from agents.background import BackgroundDemand
 from agents.base import GWEI, ChainAgent
 from agents.liquidator import Liquidator
 from agents.oracle_reporter import OracleReporter
 from agents.trader import Trader
-from sim.accounts import derive_accounts
-from sim.backend import GenesisConfig
-from sim.book import AccountState, MarketRisk
-from sim.builder import BlockBuilder, BlockResult
-from sim.chain import ChainSession
-from sim.deploy import USD, Call, MarketSpec, System, SystemConfig, deploy_system, error_decoder
-from sim.events import Event, EventDecoder
-from sim.population import draw_traders
-from sim.pricepath import ExternalMarket
-from sim.recorder import Recorder
-from sim.scenario import Scenario
-from sim.view import ChainView, OracleState, VenueState
+from sim.chain.accounts import derive_accounts
+from sim.chain.backend import GenesisConfig
+from sim.chain.events import Event, EventDecoder
+from sim.chain.session import ChainSession
+from sim.exchange.book import AccountState, MarketRisk
+from sim.exchange.client import (
+    USD,
+    Call,
+    MarketSpec,
+    System,
+    SystemConfig,
+    deploy_system,
+    error_decoder,
+)
+from sim.exchange.view import ChainView, OracleState, VenueState
+from sim.market.background import BackgroundDemand
+from sim.market.builder import BlockBuilder, BlockResult
+from sim.output.recorder import Recorder
+from sim.scenario.population import draw_traders
+from sim.scenario.pricepath import ExternalMarket
+from sim.scenario.schema import Scenario
 
 ETHER = 10**18
 GAS_FREE_BLOCK_GAS_LIMIT = 2_000_000_000  # "unlimited" block space when gas friction is off

@@ -9,8 +9,8 @@ can ask for them::
         s.send_batch(s.fund_trader_calls(trader, 1_000 * 10**6))
         ...
 
-``liqsim_session`` is a fresh :class:`sim.chain.ChainSession` (seed 0, 24 funded accounts,
-fixed genesis time); ``liqsim_system`` is :func:`sim.deploy.deploy_system` on it with the
+``liqsim_session`` is a fresh :class:`sim.chain.session.ChainSession` (seed 0, 24 funded accounts,
+fixed genesis time); ``liqsim_system`` is :func:`sim.exchange.client.deploy_system` on it with the
 default two markets (ETH-like and BTC-like). Both are function-scoped: every test starts clean.
 """
 
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import pytest
 
-from sim.chain import ChainSession
-from sim.deploy import System, deploy_system
+from sim.chain.session import ChainSession
+from sim.exchange.client import System, deploy_system
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sim.deploy import USD, Call, System, revert_name
+from sim.exchange.client import USD, Call, System, revert_name
 
 E8 = 10**8
 ETH, BTC = 0, 1

@@ -12,7 +12,7 @@ from agents.liquidator import Liquidator, liquidation_label
 from agents.oracle_reporter import OracleReporter
 from agents.trader import Trader, TraderProfile, plan_subaccounts
 from sim.api import resolve_scenario
-from sim.book import AccountState, PositionState
+from sim.exchange.book import AccountState, PositionState
 from sim.model import LiqSimModel
 
 TINY = Path(__file__).resolve().parent.parent / "scenarios" / "tiny.toml"

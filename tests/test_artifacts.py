@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.artifacts import ARTIFACTS_DIR, REPO_ROOT, load_artifact, load_manifest, sources_hash
+from sim.chain.artifacts import ARTIFACTS_DIR, REPO_ROOT, load_artifact, load_manifest, sources_hash
 
 
 def test_sources_hash_matches_manifest():

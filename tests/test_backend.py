@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from eth_account import Account
 
-from sim.accounts import derive_accounts
-from sim.backend import CallReverted, ChainError, GenesisConfig, make_backend
-from sim.chain import ChainSession, TxRevertedError
-from sim.feemarket import next_base_fee_wei
+from sim.chain.accounts import derive_accounts
+from sim.chain.backend import CallReverted, ChainError, GenesisConfig, make_backend
+from sim.chain.eip1559 import next_base_fee_wei
+from sim.chain.session import ChainSession, TxRevertedError
 from tests.evm_bytecode import STORE_RUNTIME, init_code, revert_runtime, selector, word
 
 GWEI = 10**9

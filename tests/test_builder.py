@@ -8,12 +8,12 @@ from eth_hash.auto import keccak
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.backend import GenesisConfig
-from sim.builder import BlockBuilder, Selection, select_transactions
-from sim.chain import ChainSession, SignedTx
-from sim.feemarket import BackgroundBid
-from sim.mempool import Mempool, TxIntent
-from sim.txrecord import ErrorDecoder
+from sim.chain.backend import GenesisConfig
+from sim.chain.records import ErrorDecoder
+from sim.chain.session import ChainSession, SignedTx
+from sim.market.builder import BlockBuilder, Selection, select_transactions
+from sim.market.feemarket import BackgroundBid
+from sim.market.mempool import Mempool, TxIntent
 from tests.evm_bytecode import STORE_RUNTIME, init_code, revert_runtime, selector, word
 
 GWEI = 10**9

@@ -1,4 +1,4 @@
-"""The generic validated-config loader (sim.config) on a small toy schema."""
+"""The generic validated-config loader (sim.scenario.loader) on a small toy schema."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.config import (
+from sim.scenario.loader import (
     ConfigError,
     apply_overrides,
     check,

@@ -1,6 +1,6 @@
 """Generated documentation stays true to the code."""
 
-from sim.scenario import MODEL_DOC, with_model_doc_parameters
+from sim.scenario.paramdocs import MODEL_DOC, with_model_doc_parameters
 
 
 def test_model_doc_parameter_tables_are_current():

@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 from eth_abi import encode as abi_encode
 
-from sim.artifacts import load_artifact, load_manifest
-from sim.backend import CallReverted
-from sim.deploy import USD, System, revert_name
+from sim.chain.artifacts import load_artifact, load_manifest
+from sim.chain.backend import CallReverted
+from sim.exchange.client import USD, System, revert_name
 from tests.helpers import ETH, open_account, revert_reason, set_price, trader
 
 ONE = 10**18

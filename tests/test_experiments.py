@@ -14,10 +14,10 @@ import pytest
 from sim.api import resolve_scenario
 from sim.cli import main
 from sim.experiments import amplify, compare, sweep
-from sim.experiments.figures import run_figures
+from sim.experiments.metrics import run_figures
 from sim.experiments.runs import RunSpec, ray_available, run_all
 from sim.experiments.stats import paired_difference, ratio_of_means
-from sim.scenario import load_scenario
+from sim.scenario.schema import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "scenarios" / "tiny.toml"

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim.experiments.figures import capital_needed
+from sim.experiments.metrics import capital_needed
 from sim.experiments.stats import mean_ci, paired_difference, ratio_of_means, t_quantile
-from sim.scenario import load_scenario
+from sim.scenario.schema import load_scenario
 
 
 @pytest.mark.parametrize(

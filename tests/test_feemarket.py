@@ -9,10 +9,10 @@ from eth.vm.forks.london.headers import calculate_expected_base_fee_per_gas
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sim.backend import BlockHead
-from sim.builder import BlockBuilder
-from sim.chain import ChainSession
-from sim.feemarket import (
+from sim.chain.backend import BlockHead
+from sim.chain.session import ChainSession
+from sim.market.builder import BlockBuilder
+from sim.market.feemarket import (
     BackgroundBid,
     BackgroundSeries,
     ConstantBackground,

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from sim.chain import ChainSession
-from sim.deploy import USD, SystemConfig, deploy_system
+from sim.chain.session import ChainSession
+from sim.exchange.client import USD, SystemConfig, deploy_system
 from tests.helpers import BTC, E8, ETH, open_account, set_market, trader
 
 ONE = 10**18

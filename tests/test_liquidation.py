@@ -2,9 +2,9 @@
 
 import pytest
 
-from sim.chain import ChainSession
-from sim.deploy import USD, SystemConfig, deploy_system
-from sim.events import EventDecoder
+from sim.chain.events import EventDecoder
+from sim.chain.session import ChainSession
+from sim.exchange.client import USD, SystemConfig, deploy_system
 from tests.helpers import (
     BTC,
     ETH,

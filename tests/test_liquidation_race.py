@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from sim.builder import BlockBuilder
-from sim.deploy import System, error_decoder
-from sim.events import EventDecoder
-from sim.mempool import TxIntent
+from sim.chain.events import EventDecoder
+from sim.exchange.client import System, error_decoder
+from sim.market.builder import BlockBuilder
+from sim.market.mempool import TxIntent
 from tests.helpers import ETH, open_account, set_market, trader
 
 GWEI = 10**9

@@ -1,6 +1,6 @@
 """Margin math on the real contracts against hand-computed values."""
 
-from sim.deploy import USD
+from sim.exchange.client import USD
 from tests.helpers import (
     BTC,
     E8,

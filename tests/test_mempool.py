@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from eth_hash.auto import keccak
 
-from sim.builder import BlockBuilder
-from sim.chain import ChainSession, SignedTx
-from sim.mempool import Mempool, TxIntent
+from sim.chain.session import ChainSession, SignedTx
+from sim.market.builder import BlockBuilder
+from sim.market.mempool import Mempool, TxIntent
 
 GWEI = 10**9
 ALICE = "0x" + "aa" * 20

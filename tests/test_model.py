@@ -13,8 +13,8 @@ import pytest
 
 from agents.trader import Trader
 from sim.api import resolve_scenario, run_scenario, simulate
-from sim.book import health_of
-from sim.events import EventDecoder
+from sim.chain.events import EventDecoder
+from sim.exchange.book import health_of
 from sim.model import LiqSimModel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +63,7 @@ def test_liquidations_table_matches_chain_events_one_for_one(crashy_model):
         for tx_hash in block["transactions"]:
             receipt = w3.eth.get_transaction_receipt(tx_hash)
             for log in receipt["logs"]:
-                from sim.backend import RawLog
+                from sim.chain.backend import RawLog
 
                 ev = decoder.decode(
                     RawLog(

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim.pricepath import (
+from sim.scenario.pricepath import (
     BackgroundProfile,
     ExternalMarket,
     PricePathError,
@@ -20,7 +20,7 @@ from sim.pricepath import (
     read_price_csv,
     simulate_gbm,
 )
-from sim.scenario import Scenario, load_scenario
+from sim.scenario.schema import Scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "scenarios" / "tiny.toml"

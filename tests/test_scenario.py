@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from sim.config import to_dict
-from sim.scenario import (
+from sim.scenario.loader import to_dict
+from sim.scenario.paramdocs import parameters_markdown
+from sim.scenario.schema import (
     CONTRACT_MAX_SUBACCOUNTS,
     Scenario,
     ScenarioError,
     load_scenario,
-    parameters_markdown,
     scenario_from_mapping,
 )
 

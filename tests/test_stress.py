@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sim.config import ConfigError
 from sim.experiments.stress import load_positions, other_mode, parse_moves, run_stress
+from sim.scenario.loader import ConfigError
 from tests.helpers import amm_quote, ceil_div, notional, value
 
 ROOT = Path(__file__).resolve().parent.parent

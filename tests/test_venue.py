@@ -2,7 +2,7 @@
 
 import pytest
 
-from sim.deploy import USD
+from sim.exchange.client import USD
 from tests.helpers import ETH, amm_quote, open_account, reserves, revert_reason, trader
 
 ONE = 10**18

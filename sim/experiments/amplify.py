@@ -39,10 +39,10 @@ from sim.experiments.common import (
     markdown_table,
     reproduce_block,
 )
-from sim.experiments.figures import FIGURES
+from sim.experiments.metrics import FIGURES
 from sim.experiments.runs import Batch, RunSpec
 from sim.experiments.stats import mean_ci, ratio_of_means
-from sim.scenario import Scenario
+from sim.scenario.schema import Scenario
 
 FRICTIONS = ("gas", "oracle_lag", "rush", "impact")
 FRICTION_TEXT = {

@@ -27,11 +27,11 @@ from typing import Any
 
 import pandas as pd
 
-from sim.config import ConfigError
-from sim.experiments.figures import FIGURES, run_figures
+from sim.experiments.metrics import FIGURES, run_figures
 from sim.experiments.runs import Batch, RunOutcome, RunSpec, is_complete, run_all
-from sim.runfolder import package_versions
-from sim.scenario import Scenario
+from sim.output.runfolder import package_versions
+from sim.scenario.loader import ConfigError
+from sim.scenario.schema import Scenario
 
 
 def seed_list(n: int, start: int = 1) -> list[int]:

@@ -27,10 +27,10 @@ from sim.experiments.common import (
     markdown_table,
     reproduce_block,
 )
-from sim.experiments.figures import FIGURES
+from sim.experiments.metrics import FIGURES
 from sim.experiments.runs import Batch, RunSpec
 from sim.experiments.stats import mean_ci, paired_difference
-from sim.scenario import Scenario
+from sim.scenario.schema import Scenario
 
 ARMS = ("cross", "isolated")
 COMPARE_FIGURES = (

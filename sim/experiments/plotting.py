@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from sim.experiments.figures import FIGURES
+from sim.experiments.metrics import FIGURES
 
 PNG_META = {"Software": None}  # no version stamp: identical tables give identical PNGs
 MODE_COLORS = {"cross": "tab:blue", "isolated": "tab:orange"}

@@ -1,7 +1,7 @@
 """Many runs: plan them, execute the missing ones in parallel, keep each in its own run folder.
 
 A run is keyed by the fingerprint of its fully resolved scenario (sha256 of the resolved TOML,
-:meth:`sim.scenario.Scenario.fingerprint`) and its seed. Its folder is
+:meth:`sim.scenario.schema.Scenario.fingerprint`) and its seed. Its folder is
 ``RUNS_DIR/<fingerprint[:16]>-seed<seed>``; a run whose folder says ``complete`` (status.json)
 for the same fingerprint and seed (manifest.json) is skipped, so rerunning an experiment
 executes only what is missing (an interrupted run left ``running`` or ``incomplete`` is redone).
@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sim.config import ConfigError
-from sim.scenario import Scenario, scenario_from_mapping
+from sim.scenario.loader import ConfigError
+from sim.scenario.schema import Scenario, scenario_from_mapping
 
 BACKENDS = ("local", "ray")
 

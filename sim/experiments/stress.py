@@ -39,10 +39,10 @@ from typing import Any
 
 import pandas as pd
 
-from sim.config import ConfigError
 from sim.experiments import plotting
 from sim.experiments.common import markdown_table
-from sim.scenario import Scenario, load_scenario
+from sim.scenario.loader import ConfigError
+from sim.scenario.schema import Scenario, load_scenario
 
 E8 = 10**8
 BASE = 10**18
@@ -281,9 +281,9 @@ class StressChain:
     """A fresh deployment of the scenario's markets with the book opened on it."""
 
     def __init__(self, inp: StressInput, book: Book):
-        from sim.chain import ChainSession
-        from sim.deploy import deploy_system
-        from sim.events import EventDecoder
+        from sim.chain.events import EventDecoder
+        from sim.chain.session import ChainSession
+        from sim.exchange.client import deploy_system
         from sim.model import system_config
 
         self.inp, self.book = inp, book
@@ -346,7 +346,7 @@ class StressChain:
         return p.side * size
 
     def _open(self) -> None:
-        from sim.deploy import TxFailed
+        from sim.exchange.client import TxFailed
 
         s = self.system
         total = sum(int(a.collateral_usd * USD) for a in self.book.accounts)

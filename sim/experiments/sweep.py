@@ -21,17 +21,17 @@ from typing import Any
 
 import pandas as pd
 
-from sim.config import ConfigError
 from sim.experiments import plotting
 from sim.experiments.common import (
     ExperimentFolder,
     markdown_table,
     reproduce_block,
 )
-from sim.experiments.figures import FIGURES
+from sim.experiments.metrics import FIGURES
 from sim.experiments.runs import Batch, RunSpec
 from sim.experiments.stats import mean_ci
-from sim.scenario import Scenario
+from sim.scenario.loader import ConfigError
+from sim.scenario.schema import Scenario
 
 SWEEP_FIGURES = (
     "liquidations",

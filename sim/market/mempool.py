@@ -23,7 +23,7 @@ import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sim.chain import SignedTx
+from sim.chain.session import SignedTx
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Key figures of one run, read from its run folder (tables, summary.json, scenario.toml) only.
 
 ``FIGURES`` lists every figure an experiment can report, with its label and unit. Most come
-straight from ``summary.json`` (:mod:`sim.summary`); two are computed here from the tables:
+straight from ``summary.json`` (:mod:`sim.output.summary`); two are computed here from the tables:
 
 * ``negative_equity_usd``: latent bad debt, the negative equity of trader subaccounts still
   holding positions at the end of the run (accounts nobody liquidated, for instance because a
@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sim.scenario import Scenario, scenario_from_mapping
+from sim.scenario.schema import Scenario, scenario_from_mapping
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 import mesa
 
-from sim.feemarket import BackgroundBid
-from sim.pricepath import BackgroundProfile
+from sim.market.feemarket import BackgroundBid
+from sim.scenario.pricepath import BackgroundProfile
 
 if TYPE_CHECKING:
     from sim.model import LiqSimModel

@@ -29,8 +29,8 @@ from eth_hash.auto import keccak
 from eth_utils import to_canonical_address, to_checksum_address
 from web3 import Web3
 
-from sim.accounts import DevAccount, derive_accounts
-from sim.backend import (
+from sim.chain.accounts import DevAccount, derive_accounts
+from sim.chain.backend import (
     BlockHead,
     ChainBackend,
     ChainError,
@@ -39,7 +39,7 @@ from sim.backend import (
     MinedTx,
     make_backend,
 )
-from sim.feemarket import next_base_fee_wei
+from sim.chain.eip1559 import next_base_fee_wei
 
 TX_BASE_GAS = 21_000
 TX_CREATE_GAS = 32_000

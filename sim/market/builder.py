@@ -31,11 +31,11 @@ import heapq
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from sim.backend import MinedBlock
-from sim.chain import ChainSession
-from sim.feemarket import BackgroundBid, BackgroundDemand, FeeMarket, no_background
-from sim.mempool import Mempool, PendingTx, SubmitResult, TxIntent
-from sim.txrecord import DroppedRecord, ErrorDecoder, TxRecord, tx_record
+from sim.chain.backend import MinedBlock
+from sim.chain.records import DroppedRecord, ErrorDecoder, TxRecord, tx_record
+from sim.chain.session import ChainSession
+from sim.market.feemarket import BackgroundBid, BackgroundDemand, FeeMarket, no_background
+from sim.market.mempool import Mempool, PendingTx, SubmitResult, TxIntent
 
 SKIP_FEE_CAP = "fee_cap_below_base_fee"
 SKIP_NO_SPACE = "no_space"

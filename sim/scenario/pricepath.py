@@ -12,7 +12,7 @@ external price at block ``b`` (row 0 is the initial price).
 - :class:`ExternalMarket`: the pre-drawn exogenous path plus the decaying price impact of agents'
   external trades; the price agents and the oracle reporter observe.
 - :class:`BackgroundProfile`: exogenous demand for block space, rising with the crash
-  (feed it to the block builder as ``sim.feemarket`` background bids).
+  (feed it to the block builder as ``sim.market.feemarket`` background bids).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 if TYPE_CHECKING:
-    from sim.scenario import Scenario
+    from sim.scenario.schema import Scenario
 
 __all__ = [
     "SECONDS_PER_YEAR",
@@ -523,7 +523,7 @@ def _gwei_to_wei(gwei: float) -> int:
 class BackgroundProfile:
     """Exogenous demand for block space per block (scenario section ``[background]``).
 
-    For the block builder (``sim.feemarket.BackgroundDemand`` is a callable
+    For the block builder (``sim.market.feemarket.BackgroundDemand`` is a callable
     ``(step, base_fee_wei) -> bids``)::
 
         profile = BackgroundProfile.from_scenario(scenario)

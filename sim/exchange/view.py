@@ -11,8 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from math import isqrt
 
-from sim.book import AccountBook, MarketRisk
-from sim.events import Event
+from sim.chain.events import Event
+from sim.exchange.book import AccountBook, MarketRisk
 
 
 @dataclass

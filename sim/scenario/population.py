@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from agents.trader import TraderProfile
-from sim.scenario import Scenario
+from sim.scenario.schema import Scenario
 
 USD = 10**6
 

@@ -18,10 +18,10 @@ from typing import Any
 from eth_abi import encode as abi_encode
 from web3.contract import Contract
 
-from sim.artifacts import all_abi_entries, load_artifact
-from sim.backend import MinedTx
-from sim.chain import ChainSession
-from sim.txrecord import ErrorDecoder
+from sim.chain.artifacts import all_abi_entries, load_artifact
+from sim.chain.backend import MinedTx
+from sim.chain.records import ErrorDecoder
+from sim.chain.session import ChainSession
 
 USD = 10**6  # collateral units per dollar
 BASE = 10**18  # base units per whole coin

@@ -13,8 +13,8 @@ from typing import Any
 from eth_abi import decode as abi_decode
 from eth_utils import event_abi_to_log_topic, to_checksum_address
 
-from sim.artifacts import all_abi_entries
-from sim.backend import RawLog
+from sim.chain.artifacts import all_abi_entries
+from sim.chain.backend import RawLog
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sim.events import Event
+from sim.chain.events import Event
 
 PPM = 10**6
 VALUE_SCALE = 10**20

@@ -1,6 +1,6 @@
 """Records a run as tables: per-block series (Mesa DataCollector), every transaction, every
-dropped transaction, every liquidation. Tables are plain rows here; :mod:`sim.runfolder` writes
-them as Parquet and :mod:`sim.summary` reduces them to key figures."""
+dropped transaction, every liquidation. Tables are plain rows here; :mod:`sim.output.runfolder`
+writes them as Parquet and :mod:`sim.output.summary` reduces them to key figures."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from mesa import DataCollector
 
-from sim.book import CROSS, contagion_markets, position_notional
-from sim.events import Event
+from sim.chain.events import Event
+from sim.exchange.book import CROSS, contagion_markets, position_notional
 
 if TYPE_CHECKING:
-    from sim.builder import BlockResult
+    from sim.chain.records import TxRecord
+    from sim.market.builder import BlockResult
     from sim.model import LiqSimModel
-    from sim.txrecord import TxRecord
 
 GWEI = 1e9
 USD = 1e6

@@ -7,7 +7,7 @@ Layout::
     blocks.parquet       per-block series          (pd.read_parquet(folder / "blocks.parquet"))
     transactions.parquet every mined transaction   dropped.parquet: every dropped one
     liquidations.parquet every liquidation         accounts.parquet: every subaccount at the end
-    summary.json         key figures (sim.summary)
+    summary.json         key figures (sim.output.summary)
     plots/*.png          prices, liquidations, fees, insurance
     status.json          {"state": "running" | "complete" | "incomplete", ...}
     timing.json          wall-clock times (the only file that differs between identical runs)
@@ -27,8 +27,8 @@ from typing import Any
 import pandas as pd
 from eth_utils import keccak
 
-from sim.artifacts import load_artifact, load_manifest
-from sim.scenario import Scenario
+from sim.chain.artifacts import load_artifact, load_manifest
+from sim.scenario.schema import Scenario
 
 PACKAGES = (
     "liqsim",

@@ -1,0 +1,331 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IPriceFeed} from "./IPriceFeed.sol";
+import {IPriceVenue} from "./IPriceVenue.sol";
+
+/// @title IMarginExchange
+/// @notice The external surface of MarginExchange: its public types, custom errors, events and
+///         functions (perpetual futures settled in one collateral token, CROSS and ISOLATED
+///         subaccounts, oracle-priced margin checks, permissionless full liquidation).
+/// @dev Units: collateral and quote amounts in collateral units (6 decimals), position sizes in base
+///      units (18 decimals), prices with 8 decimals, fractions in parts per million (ppm).
+///      `contracts/artifacts/IMarginExchange.json` holds this interface's ABI (no bytecode).
+interface IMarginExchange {
+    // ------------------------------------------------------------------ types
+
+    /// @notice How a subaccount's collateral is shared.
+    enum MarginMode {
+        NONE,
+        CROSS,
+        ISOLATED
+    }
+
+    /// @notice Which price margin checks use.
+    enum PriceSource {
+        INDEX,
+        MARK
+    }
+
+    /// @notice Per-market risk parameters (fractions in ppm).
+    struct MarketParams {
+        uint32 initialMarginPpm;
+        uint32 maintenanceMarginPpm;
+        uint32 liquidationPenaltyPpm; // of the notional closed, paid from the account's equity
+        uint32 liquidatorSharePpm; // share of the penalty to the liquidator; the rest to insurance
+        uint32 maxOracleAgeS; // 0 = the oracle's age is not checked
+        PriceSource marginPrice;
+        uint32 fundingPeriodS; // 0 = no funding
+        uint32 fundingCapPpm; // cap on |mark - index| / index per funding period
+    }
+
+    /// @notice A market: its oracle, venue, risk parameters and funding state.
+    struct Market {
+        IPriceFeed feed;
+        IPriceVenue venue;
+        MarketParams params;
+        int256 fundingIndex; // cumulative funding, quote units * 1e18 per whole base unit
+        uint64 lastFundingTime;
+    }
+
+    /// @notice A position: signed size and signed cost basis (long > 0).
+    struct Position {
+        int256 sizeBase;
+        int256 openNotional; // quote units paid (+) or received (-) to open
+        int256 lastFundingIndex;
+    }
+
+    /// @notice A subaccount: its margin mode, isolated market, open-market mask and collateral.
+    struct Account {
+        MarginMode mode;
+        uint32 isolatedMarket;
+        uint256 marketMask; // bit m set = open position in market m
+        int256 collateral; // collateral units; negative only after realized losses beyond it
+    }
+
+    /// @notice An account's health at the margin prices.
+    struct Health {
+        int256 equity; // collateral + unrealized PnL - funding owed
+        uint256 initialRequirement;
+        uint256 maintenanceRequirement;
+        uint256 notional; // sum of |size| * price
+        bool liquidatable; // equity < maintenanceRequirement
+    }
+
+    // ---------------------------------------------------------------- errors
+
+    /// @notice The caller is not the exchange owner.
+    error NotOwner(address caller);
+    /// @notice Market id out of range.
+    error UnknownMarket(uint256 market);
+    /// @notice The (owner, subaccount) pair was never opened.
+    error UnknownSubaccount(address owner, uint32 subaccount);
+    /// @notice The subaccount is already open.
+    error SubaccountExists(address owner, uint32 subaccount);
+    /// @notice The owner already has the maximum number of subaccounts.
+    error TooManySubaccounts(address owner, uint256 limit);
+    /// @notice The margin mode is NONE, or the operation does not fit the account's mode.
+    error WrongMarginMode(MarginMode mode, uint256 market);
+    /// @notice Amount or size of zero.
+    error ZeroAmount();
+    /// @notice A transfer to the same subaccount.
+    error SameSubaccount();
+    /// @notice A withdrawal or transfer larger than the free collateral balance.
+    error InsufficientCollateral(int256 available, uint256 requested);
+    /// @notice Equity below the initial-margin requirement after a risk-increasing action.
+    error InsufficientMargin(int256 equity, uint256 initialRequirement);
+    /// @notice Liquidation of an account whose equity covers its maintenance requirement.
+    error AccountHealthy(int256 equity, uint256 maintenanceRequirement);
+    /// @notice Average execution price worse than the trader's limit.
+    error SlippageExceeded(uint256 averagePriceE8, uint256 limitPriceE8);
+    /// @notice The oracle answer is older than the market's maximum age.
+    error StalePrice(uint256 market, uint256 updatedAt, uint256 blockTime);
+    /// @notice The oracle answer is not positive.
+    error InvalidOraclePrice(uint256 market, int256 answer);
+    /// @notice Market parameters out of range (`code` names the check; see `MarginExchange._validate`).
+    error InvalidMarketParams(uint8 code);
+    /// @notice No more markets can be added.
+    error TooManyMarkets(uint256 limit);
+    /// @notice Batch arrays of different lengths.
+    error LengthMismatch(uint256 owners, uint256 subaccounts);
+
+    // ---------------------------------------------------------------- events
+
+    /// @notice A market was listed.
+    event MarketAdded(uint256 indexed market, address feed, address venue, MarketParams params);
+    /// @notice A market's parameters changed.
+    event MarketParamsUpdated(uint256 indexed market, MarketParams params);
+    /// @notice A market's funding index moved.
+    event FundingAccrued(uint256 indexed market, int256 fundingIndex, int256 premiumPpm, uint256 timestamp);
+    /// @notice Funding owed by (+) or to (-) an account's position was settled.
+    event FundingSettled(address indexed owner, uint32 indexed subaccount, uint256 indexed market, int256 payment);
+    /// @notice A subaccount was opened.
+    event SubaccountOpened(address indexed owner, uint32 indexed subaccount, MarginMode mode, uint32 isolatedMarket);
+    /// @notice Collateral deposited into a subaccount.
+    event Deposited(address indexed owner, uint32 indexed subaccount, uint256 amount);
+    /// @notice Collateral withdrawn from a subaccount.
+    event Withdrawn(address indexed owner, uint32 indexed subaccount, uint256 amount);
+    /// @notice Collateral moved between two subaccounts of one owner.
+    event CollateralTransferred(address indexed owner, uint32 fromSubaccount, uint32 toSubaccount, uint256 amount);
+    /// @notice A trade executed on the market's venue.
+    event Traded(
+        address indexed owner,
+        uint32 indexed subaccount,
+        uint256 indexed market,
+        int256 sizeDelta,
+        int256 quoteDelta,
+        int256 newSize,
+        int256 newOpenNotional,
+        int256 realizedPnl
+    );
+    /// @notice One position closed by a liquidation.
+    event PositionLiquidated(
+        address indexed owner,
+        uint32 indexed subaccount,
+        uint256 indexed market,
+        int256 sizeClosed,
+        int256 quoteDelta,
+        int256 realizedPnl
+    );
+    /// @notice An account was liquidated.
+    event Liquidated(
+        address indexed owner,
+        uint32 indexed subaccount,
+        address indexed liquidator,
+        uint256 notionalClosed,
+        uint256 penaltyPaid,
+        uint256 liquidatorReward,
+        uint256 insuranceShare,
+        uint256 insuranceCover,
+        uint256 badDebt
+    );
+    /// @notice Negative equity the insurance fund could not cover (socialized to the counterparty fund).
+    event BadDebtRecorded(address indexed owner, uint32 indexed subaccount, uint256 amount, uint256 totalBadDebt);
+    /// @notice The insurance fund was topped up.
+    event InsuranceDeposited(address indexed from, uint256 amount, uint256 insuranceFund);
+    /// @notice The counterparty (virtual AMM liquidity) fund was topped up.
+    event CounterpartyFunded(address indexed from, uint256 amount, int256 counterpartyFund);
+
+    // ------------------------------------------------------ constants, state
+
+    /// @notice At most this many markets (positions are tracked in a 32-bit mask).
+    function MAX_MARKETS() external view returns (uint256);
+
+    /// @notice At most this many subaccounts per owner.
+    function MAX_SUBACCOUNTS() external view returns (uint256);
+
+    /// @notice The settlement token.
+    function collateralToken() external view returns (IERC20);
+
+    /// @notice The account allowed to list markets and change their parameters.
+    function owner() external view returns (address);
+
+    /// @notice Number of subaccounts each owner has opened.
+    /// @param accountOwner the owner
+    function subaccountCount(address accountOwner) external view returns (uint256);
+
+    /// @notice Sum of all accounts' collateral (collateral units).
+    function totalCollateral() external view returns (int256);
+
+    /// @notice Insurance fund (collateral units).
+    function insuranceFund() external view returns (uint256);
+
+    /// @notice Liquidity behind the venues (collateral units): it pays traders' realized profit and
+    ///         funding, receives their realized losses and absorbs bad debt the insurance fund cannot cover.
+    function counterpartyFund() external view returns (int256);
+
+    /// @notice Cumulative bad debt (collateral units).
+    function totalBadDebt() external view returns (uint256);
+
+    // ------------------------------------------------------------ governance
+
+    /// @notice List a market. Owner only.
+    /// @param feed the market's oracle (8 decimals)
+    /// @param venue the market's price venue (the exchange must be its only trader)
+    /// @param params risk parameters, validated
+    /// @return market the new market id
+    function addMarket(IPriceFeed feed, IPriceVenue venue, MarketParams calldata params)
+        external
+        returns (uint256 market);
+
+    /// @notice Change a market's risk parameters (funding accrues at the old ones first). Owner only.
+    /// @param market market id
+    /// @param params new parameters, validated
+    function setMarketParams(uint256 market, MarketParams calldata params) external;
+
+    /// @notice Add `amount` collateral units to the insurance fund (anyone).
+    /// @param amount collateral units, pulled from the caller
+    function depositInsurance(uint256 amount) external;
+
+    /// @notice Add `amount` collateral units to the counterparty fund behind the venues (anyone).
+    /// @param amount collateral units, pulled from the caller
+    function fundCounterparty(uint256 amount) external;
+
+    // ------------------------------------------------------------- accounts
+
+    /// @notice Open subaccount `subaccount` of the caller in `mode`. ISOLATED subaccounts trade only
+    ///         `isolatedMarket`; for CROSS it is ignored.
+    /// @param subaccount caller-chosen id
+    /// @param mode CROSS or ISOLATED
+    /// @param isolatedMarket the one market of an ISOLATED subaccount
+    function openSubaccount(uint32 subaccount, MarginMode mode, uint32 isolatedMarket) external;
+
+    /// @notice Deposit `amount` collateral units into the caller's subaccount.
+    /// @param subaccount the caller's subaccount
+    /// @param amount collateral units, pulled from the caller (needs an ERC-20 allowance)
+    function deposit(uint32 subaccount, uint256 amount) external;
+
+    /// @notice Withdraw `amount` collateral units. Only collateral (not unrealized profit) can leave,
+    ///         and the account must still meet its initial-margin requirement afterwards.
+    /// @param subaccount the caller's subaccount
+    /// @param amount collateral units sent to the caller
+    function withdraw(uint32 subaccount, uint256 amount) external;
+
+    /// @notice Move collateral between two of the caller's subaccounts (the source must still meet
+    ///         its initial-margin requirement afterwards).
+    /// @param fromSubaccount source subaccount
+    /// @param toSubaccount destination subaccount (must be open)
+    /// @param amount collateral units
+    function transferCollateral(uint32 fromSubaccount, uint32 toSubaccount, uint256 amount) external;
+
+    // ---------------------------------------------------------------- trading
+
+    /// @notice Trade `sizeDelta` base units (+ buy, - sell) of `market` on its venue. The trade may
+    ///         increase, reduce or flip the position. A risk-increasing trade (the position grows or
+    ///         flips) must leave the account at or above its initial-margin requirement; a reducing
+    ///         trade is always allowed.
+    /// @param subaccount the caller's subaccount
+    /// @param market market id
+    /// @param sizeDelta base units, 18 decimals
+    /// @param limitPriceE8 worst acceptable average price: a maximum for buys, a minimum for sells
+    function trade(uint32 subaccount, uint256 market, int256 sizeDelta, uint256 limitPriceE8) external;
+
+    // ------------------------------------------------------------ liquidation
+
+    /// @notice Liquidate an account whose equity is below its maintenance requirement: close all of
+    ///         its positions on the venues, pay the penalty from what equity is left (liquidator share
+    ///         to the caller, the rest to the insurance fund), cover negative equity from the
+    ///         insurance fund and record bad debt for what the fund cannot cover.
+    /// @param accountOwner owner of the account
+    /// @param subaccount its subaccount id
+    function liquidate(address accountOwner, uint32 subaccount) external;
+
+    // ------------------------------------------------------------------ views
+
+    /// @notice Number of listed markets.
+    function marketCount() external view returns (uint256);
+
+    /// @notice A market's feed, venue, parameters and funding state.
+    /// @param market market id
+    function getMarket(uint256 market) external view returns (Market memory);
+
+    /// @notice A subaccount's mode, isolated market, collateral and open-market mask.
+    /// @param accountOwner owner
+    /// @param subaccount subaccount id
+    function getAccount(address accountOwner, uint32 subaccount) external view returns (Account memory);
+
+    /// @notice A subaccount's position in `market` (zero if none).
+    /// @param accountOwner owner
+    /// @param subaccount subaccount id
+    /// @param market market id
+    function getPosition(address accountOwner, uint32 subaccount, uint256 market)
+        external
+        view
+        returns (Position memory);
+
+    /// @notice Health of one account at current margin prices (funding accrued to now, oracle age
+    ///         not enforced so that views never revert).
+    /// @param accountOwner owner
+    /// @param subaccount subaccount id
+    function accountHealth(address accountOwner, uint32 subaccount) external view returns (Health memory);
+
+    /// @notice Health of many accounts in one call (for liquidators).
+    /// @param owners account owners
+    /// @param subaccounts subaccount ids, same length as `owners`
+    /// @return out one health per account, in the order given
+    function healthOf(address[] calldata owners, uint32[] calldata subaccounts)
+        external
+        view
+        returns (Health[] memory out);
+
+    /// @notice The price of `market` at which the account's equity equals its maintenance
+    ///         requirement, other markets' prices held fixed (exact for ISOLATED accounts). Zero if the
+    ///         account has no position in `market` or no positive such price exists. Funding ignored.
+    ///         Truncated toward the current price (conservative).
+    /// @param accountOwner owner
+    /// @param subaccount subaccount id
+    /// @param market market id
+    function liquidationPriceE8(address accountOwner, uint32 subaccount, uint256 market)
+        external
+        view
+        returns (uint256);
+
+    /// @notice The oracle (index) price of `market`, 8 decimals, without the age check.
+    /// @param market market id
+    function indexPriceE8(uint256 market) external view returns (uint256);
+
+    /// @notice The price margin checks of `market` use now, 8 decimals, without the age check.
+    /// @param market market id
+    function marginPriceE8(uint256 market) external view returns (uint256);
+}

@@ -1,0 +1,1 @@
+"""Output layer: the run recorder (tables), run folders, summary figures and plots."""
