@@ -29,12 +29,11 @@ from sim.exchange.book import AccountState, MarketRisk
 from sim.exchange.client import (
     USD,
     Call,
-    MarketSpec,
     System,
-    SystemConfig,
     deploy_system,
     error_decoder,
 )
+from sim.exchange.from_scenario import system_config
 from sim.exchange.view import ChainView, OracleState, VenueState
 from sim.market.background import BackgroundDemand
 from sim.market.builder import BlockBuilder, BlockResult
@@ -68,36 +67,6 @@ def _roles(s: Scenario) -> Roles:
     l0 = t0 + s.traders.count
     a0 = l0 + s.liquidators.count
     return Roles(0, 1, range(t0, l0), range(l0, a0), range(a0, a0 + s.arbitrageurs.count))
-
-
-def _ppm(fraction: float) -> int:
-    return round(fraction * PPM)
-
-
-def system_config(s: Scenario, initial_prices_e8: Sequence[int]) -> SystemConfig:
-    """The contracts' configuration from a scenario."""
-    ex = s.exchange
-    markets = tuple(
-        MarketSpec(
-            name=m.name,
-            initial_price_e8=initial_prices_e8[i],
-            initial_margin_ppm=_ppm(m.initial_margin),
-            maintenance_margin_ppm=_ppm(m.maintenance_margin),
-            liquidation_penalty_ppm=_ppm(m.liquidation_penalty),
-            liquidator_share_ppm=_ppm(m.liquidator_share),
-            venue_depth_units=int(m.venue_depth_usd * USD),
-            max_oracle_age_s=ex.max_oracle_age_s,
-            margin_price=ex.margin_price,
-            funding_period_s=ex.funding_period_s if ex.funding_enabled else 0,
-            funding_cap_ppm=_ppm(ex.funding_cap) if ex.funding_enabled else 0,
-        )
-        for i, m in enumerate(s.markets)
-    )
-    return SystemConfig(
-        markets=markets,
-        insurance_fund_units=int(ex.insurance_fund_usd * USD),
-        counterparty_fund_units=int(ex.counterparty_fund_usd * USD),
-    )
 
 
 class LiqSimModel(mesa.Model):

@@ -284,7 +284,7 @@ class StressChain:
         from sim.chain.events import EventDecoder
         from sim.chain.session import ChainSession
         from sim.exchange.client import deploy_system
-        from sim.model import system_config
+        from sim.exchange.from_scenario import system_config
 
         self.inp, self.book = inp, book
         self.scenario = inp.scenario
