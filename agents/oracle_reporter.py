@@ -6,19 +6,33 @@ While a report is pending it raises its bid by 12.5% a block (the gas bumping of
 nodes), and if the price moves on by the threshold again it replaces the pending report with the
 new price (same nonce). With ``run.oracle_lag_enabled = false`` the reporter writes the current
 external price every block with a top bid: the on-chain price tracks the external one.
+(Its fee cap, ``oracle.max_fee_multiplier`` x the next base fee, is its wallet's setting.)
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from agents.base import GWEI, ChainAgent
+from agents.base import ChainAgent, Decisions
+from agents.intents import Pending, Replace, ReportPrice, Send
 
 if TYPE_CHECKING:
-    from sim.model import LiqSimModel
+    from sim.model.observation import AgentView
 
 BUMP_PER_BLOCK = 1.125
 TRACKING_PRIORITY_GWEI = 10_000.0  # with oracle lag disabled: always first in the block
+
+
+@dataclass(frozen=True)
+class ReporterParams:
+    """The reporter's settings (``[oracle]`` and ``run.oracle_lag_enabled`` in the scenario)."""
+
+    lag: bool  # False: report the current external price every block (no oracle lag)
+    delay_blocks: int
+    deviation_threshold: float
+    heartbeat_s: int
+    priority_fee_wei: int
 
 
 class OracleReporter(ChainAgent):
@@ -26,56 +40,43 @@ class OracleReporter(ChainAgent):
 
     kind = "oracle"
 
-    def __init__(self, model: LiqSimModel, address: str):
+    def __init__(self, model, address: str, params: ReporterParams):
         super().__init__(model, address)
-        p = model.scenario.oracle
-        self.lag = model.scenario.run.oracle_lag_enabled
-        self.delay_blocks = p.observation_delay_blocks if self.lag else 0
-        self.threshold = p.deviation_threshold if self.lag else 0.0
-        self.heartbeat_s = p.heartbeat_s
-        self.priority_wei = int(
-            (p.priority_fee_gwei if self.lag else TRACKING_PRIORITY_GWEI) * GWEI
-        )
-        self.fee_multiplier = p.max_fee_multiplier
+        self.params = params
         self.reports = 0
 
-    def max_fee_wei(self, priority_fee_wei: int) -> int:
-        """The reporter's fee cap: ``oracle.max_fee_multiplier`` x next base fee + priority."""
-        return int(self.fee_multiplier * self.model.next_base_fee_wei()) + priority_fee_wei
-
-    def _observed_e8(self, market: int) -> int:
-        block = max(0, self.model.block - self.delay_blocks)
-        return self.model.external.price_e8(market, block)
-
-    def _pending_report(self, market: int):
+    @staticmethod
+    def _pending_report(view: AgentView, market: int) -> Pending | None:
         label = f"report:{market}"
-        return next(((h, f) for h, f in self.in_flight.items() if f.label == label), None)
+        return next((p for p in view.own_pending() if p.label == label), None)
 
-    def step(self) -> None:
-        view = self.model.view
-        next_time = view.timestamp_s + self.model.session.block_time_s
-        for m in range(view.n_markets):
-            observed = self._observed_e8(m)
-            pending = self._pending_report(m)
+    def decide(self, view: AgentView) -> Decisions:
+        p = self.params
+        next_time = view.chain.timestamp_s + view.block_time_s
+        for m in range(view.chain.n_markets):
+            observed = view.external_price_e8(m, p.delay_blocks)
+            pending = self._pending_report(view, m)
             if pending is not None:
-                self._manage_pending(m, observed, *pending)
+                yield from self._manage_pending(view, m, observed, pending)
                 continue
-            last = view.oracles[m]
+            last = view.chain.oracles[m]
             moved = (
-                abs(observed - last.price_e8) / last.price_e8 > self.threshold
-                if self.lag
+                abs(observed - last.price_e8) / last.price_e8 > p.deviation_threshold
+                if p.lag
                 else observed != last.price_e8
             )
-            stale = next_time - last.updated_at_s >= self.heartbeat_s
+            stale = next_time - last.updated_at_s >= p.heartbeat_s
             if moved or stale:
-                call = self.model.system.report_call(m, observed)
-                if self.send(call, self.priority_wei, f"report:{m}") is not None:
+                sent = yield Send(ReportPrice(m, observed), p.priority_fee_wei, f"report:{m}")
+                if sent is not None:
                     self.reports += 1
 
-    def _manage_pending(self, market: int, observed: int, tx_hash: bytes, flight) -> None:
-        pending_price = int.from_bytes(flight.signed.data[4:36], "big", signed=True)
-        bid = int(flight.signed.max_priority_fee_per_gas_wei * BUMP_PER_BLOCK) + 1
-        if abs(observed - pending_price) / pending_price > self.threshold:
-            self.replace(tx_hash, self.model.system.report_call(market, observed), bid)
-        elif self.model.block > flight.submitted_step:
-            self.bump(tx_hash, bid)
+    def _manage_pending(
+        self, view: AgentView, market: int, observed: int, pending: Pending
+    ) -> Decisions:
+        pending_price = pending.action.price_e8
+        bid = int(pending.priority_fee_wei * BUMP_PER_BLOCK) + 1
+        if abs(observed - pending_price) / pending_price > self.params.deviation_threshold:
+            yield Replace(pending.tx_id, bid, ReportPrice(market, observed))
+        elif view.step > pending.submitted_step:
+            yield Replace(pending.tx_id, bid)

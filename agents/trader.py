@@ -7,32 +7,31 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from agents.base import GWEI, ChainAgent
-from sim.exchange.client import USD
+from agents.base import ChainAgent, Decisions
+from agents.intents import Action, Deposit, OpenSubaccount, Send, Trade
+from sim.units import USD
 
 if TYPE_CHECKING:
-    from sim.chain.events import Event
-    from sim.chain.records import DroppedRecord, TxRecord
-    from sim.exchange.book import AccountState
-    from sim.model import LiqSimModel
+    from sim.exchange.book import AccountState, Health
+    from sim.model.observation import AgentView
+    from sim.scenario.population import TraderProfile
 
 OPEN_SLIPPAGE = 0.02  # worst average price accepted when opening, vs the venue mark
 CLOSE_SLIPPAGE = 0.10  # when closing or de-risking (traders accept more to get out)
 
 
 @dataclass(frozen=True)
-class TraderProfile:
-    """One trader's draws (made before the margin mode is applied, so both arms share them)."""
+class TraderParams:
+    """Risk habits every trader shares (``[traders]`` in the scenario)."""
 
-    markets: tuple[int, ...]
-    directions: tuple[int, ...]  # +1 long, -1 short, per market
-    leverage: float  # total notional / collateral
-    collateral_units: int
-    wallet_units: int  # kept outside the exchange for top-ups
-    entry_block: int
-    holding_blocks: int
-    stop_loss: float  # fraction of deposited collateral lost that triggers a close; 0 = none
-    mode: str  # "cross" or "isolated" (drawn; experiments may override)
+    priority_fee_wei: int
+    latency_blocks: int  # age of the external price the trader watches
+    derisk_fraction: float
+    derisk_health_trigger: float
+    top_up_enabled: bool
+    top_up_health_trigger: float
+    top_up_delay_blocks: int
+    top_up_target_health: float
 
 
 @dataclass
@@ -65,11 +64,13 @@ class Trader(ChainAgent):
 
     kind = "trader"
 
-    def __init__(self, model: LiqSimModel, address: str, profile: TraderProfile, mode: str):
+    def __init__(
+        self, model, address: str, profile: TraderProfile, mode: str, params: TraderParams
+    ):
         super().__init__(model, address)
         self.profile = profile
         self.mode = mode
-        self.params = model.scenario.traders
+        self.params = params
         self.subs = plan_subaccounts(profile, mode)
         self.state = "waiting"  # waiting -> open -> done
         self.wallet_units = profile.wallet_units
@@ -80,81 +81,74 @@ class Trader(ChainAgent):
 
     # ------------------------------------------------------------------ helpers
 
-    @property
-    def priority_fee_wei(self) -> int:
-        return int(self.params.priority_fee_gwei * GWEI)
-
-    def _sizes(self) -> dict[int, int]:
+    def _sizes(self, view: AgentView) -> dict[int, int]:
         """Base size per market: leverage x collateral spread evenly, at the oracle price."""
-        view = self.model.view
         per_market_usd_units = (
             self.profile.collateral_units * self.profile.leverage / len(self.profile.markets)
         )
         return {
-            m: d * int(per_market_usd_units * 10**20 // view.oracles[m].price_e8)
+            m: d * int(per_market_usd_units * 10**20 // view.chain.oracles[m].price_e8)
             for m, d in zip(self.profile.markets, self.profile.directions, strict=True)
         }
 
-    def _limit(self, market: int, size: int, slippage: float) -> int:
-        mark = self.model.view.venues[market].mark_e8
+    @staticmethod
+    def _limit(view: AgentView, market: int, size: int, slippage: float) -> int:
+        mark = view.chain.venues[market].mark_e8
         return int(mark * (1 + slippage)) if size > 0 else int(mark * (1 - slippage))
 
-    def watched_prices_e8(self, block: int) -> list[int]:
+    def watched_prices_e8(self, view: AgentView) -> list[int]:
         """The external prices the trader watches (``traders.latency_blocks`` old): traders
         judge their positions by the market, which the oracle follows with a lag."""
-        seen = max(0, block - self.params.latency_blocks)
-        return [self.model.external.price_e8(m, seen) for m in range(self.model.view.n_markets)]
+        lag = self.params.latency_blocks
+        return [view.external_price_e8(m, lag) for m in range(view.chain.n_markets)]
 
-    def _account(self, sub: SubPlan) -> AccountState | None:
-        return self.model.view.book.get(self.address, sub.subaccount)
+    def _account(self, view: AgentView, sub: SubPlan) -> AccountState | None:
+        return view.chain.book.get(self.address, sub.subaccount)
+
+    def _send(self, action: Action, label: str) -> Decisions:
+        return (yield Send(action, self.params.priority_fee_wei, label))
 
     # --------------------------------------------------------------------- step
 
-    def step(self) -> None:
-        if self.in_flight or self.state == "done":
+    def decide(self, view: AgentView) -> Decisions:
+        if self.state == "done" or view.own_pending():
             return
-        block = self.model.block
+        block = view.step
         if self.state == "waiting":
             if block >= self.profile.entry_block:
-                self._open()
+                yield from self._open(view)
             return
         if block >= self.profile.entry_block + self.profile.holding_blocks:
-            self._close_all("close")
+            yield from self._close_all(view, "close")
             return
         for sub in self.subs:
-            if not (sub.closed or sub.liquidated) and self._manage(sub, block):
+            if not (sub.closed or sub.liquidated) and (yield from self._manage(view, sub, block)):
                 return  # one action per block
         if all(s.closed or s.liquidated for s in self.subs):
             self.state = "done"
 
-    def _open(self) -> None:
-        system = self.model.system
-        sizes = self._sizes()
-        calls = []
+    def _open(self, view: AgentView) -> Decisions:
+        sizes = self._sizes(view)
+        actions: list[tuple[Action, str]] = []
         for sub in self.subs:
             market = sub.markets[0] if self.mode == "isolated" else 0
-            calls += system.open_account_calls(
-                self.address, sub.subaccount, self.mode, market, sub.collateral_units
+            actions.append(
+                (OpenSubaccount(sub.subaccount, self.mode, market), "open:openSubaccount")
             )
+            if sub.collateral_units > 0:
+                actions.append((Deposit(sub.subaccount, sub.collateral_units), "open:deposit"))
         for sub in self.subs:
             for m in sub.markets:
-                calls.append(
-                    system.trade_call(
-                        self.address,
-                        sub.subaccount,
-                        m,
-                        sizes[m],
-                        self._limit(m, sizes[m], OPEN_SLIPPAGE),
-                    )
-                )
-        for call in calls:
-            if self.send(call, self.priority_fee_wei, f"open:{call.label}") is None:
+                limit = self._limit(view, m, sizes[m], OPEN_SLIPPAGE)
+                actions.append((Trade(sub.subaccount, m, sizes[m], limit), "open:trade"))
+        for action, label in actions:
+            if (yield from self._send(action, label)) is None:
                 return
         self.state = "open"
 
-    def _manage(self, sub: SubPlan, block: int) -> bool:
+    def _manage(self, view: AgentView, sub: SubPlan, block: int) -> Decisions:
         """Apply the risk habits to one subaccount; True if a transaction was sent."""
-        acct = self._account(sub)
+        acct = self._account(view, sub)
         if acct is None:
             return False
         if acct.liquidations:
@@ -163,11 +157,11 @@ class Trader(ChainAgent):
         if not acct.positions:
             sub.closed = True
             return False
-        h = self.model.view.book.health(acct, self.watched_prices_e8(block))
+        h = view.chain.book.health(acct, self.watched_prices_e8(view))
         loss = acct.deposited_units - acct.withdrawn_units - h.equity_units
         if self.profile.stop_loss > 0 and loss >= self.profile.stop_loss * sub.collateral_units:
             self.stops += 1
-            return self._close(sub, acct, 1.0, "stop")
+            return (yield from self._close(view, sub, acct, 1.0, "stop"))
         if (
             self.params.derisk_fraction > 0
             and not sub.derisked
@@ -175,10 +169,10 @@ class Trader(ChainAgent):
         ):
             sub.derisked = True
             self.derisks += 1
-            return self._close(sub, acct, self.params.derisk_fraction, "derisk")
-        return self._maybe_top_up(sub, h, block)
+            return (yield from self._close(view, sub, acct, self.params.derisk_fraction, "derisk"))
+        return (yield from self._maybe_top_up(sub, h, block))
 
-    def _maybe_top_up(self, sub: SubPlan, h, block: int) -> bool:
+    def _maybe_top_up(self, sub: SubPlan, h: Health, block: int) -> Decisions:
         p = self.params
         if not p.top_up_enabled or self.wallet_units <= 0 or h.ratio >= p.top_up_health_trigger:
             sub.top_up_due_block = None
@@ -189,51 +183,46 @@ class Trader(ChainAgent):
             return False
         need = int(p.top_up_target_health * h.maintenance_requirement_units) - h.equity_units
         amount = min(max(need, USD), self.wallet_units)
-        call = self.model.system.call(
-            self.address,
-            self.model.system.exchange,
-            "deposit",
-            sub.subaccount,
-            amount,
-            gas=self.model.system.config.gas.deposit,
-        )
-        signed = self.send(call, self.priority_fee_wei, "topup")
-        if signed is None:
+        pending = yield from self._send(Deposit(sub.subaccount, amount), "topup")
+        if pending is None:
             return False
-        self._pending_top_ups["0x" + signed.tx_hash.hex()] = amount
+        self._pending_top_ups[pending.tx_id] = amount
         self.wallet_units -= amount
         self.top_ups += 1
         sub.top_up_due_block = None
         return True
 
-    def _close(self, sub: SubPlan, acct: AccountState, fraction: float, label: str) -> bool:
+    def _close(
+        self, view: AgentView, sub: SubPlan, acct: AccountState, fraction: float, label: str
+    ) -> Decisions:
         sent = False
         for m, pos in sorted(acct.positions.items()):
             size = -pos.size_base if fraction >= 1 else -int(pos.size_base * fraction)
             if size == 0:
                 continue
-            call = self.model.system.trade_call(
-                self.address, sub.subaccount, m, size, self._limit(m, size, CLOSE_SLIPPAGE)
-            )
-            sent |= self.send(call, self.priority_fee_wei, label) is not None
+            limit = self._limit(view, m, size, CLOSE_SLIPPAGE)
+            sent |= (
+                yield from self._send(Trade(sub.subaccount, m, size, limit), label)
+            ) is not None
         return sent
 
-    def _close_all(self, label: str) -> None:
+    def _close_all(self, view: AgentView, label: str) -> Decisions:
         for sub in self.subs:
-            acct = self._account(sub)
+            acct = self._account(view, sub)
             if acct is not None and acct.positions:
-                self._close(sub, acct, 1.0, label)
-        if not self.in_flight:
+                yield from self._close(view, sub, acct, 1.0, label)
+        if not view.own_pending():
             self.state = "done"
 
     # ----------------------------------------------------------------- feedback
 
-    def on_dropped(self, record: DroppedRecord) -> None:
+    def on_dropped(self, record) -> None:
         amount = self._pending_top_ups.pop(record.tx_hash, 0)
         if record.reason != "replaced":
             self.wallet_units += amount  # the deposit never happened
 
-    def on_included(self, record: TxRecord, events: list[Event]) -> None:
+    def on_included(self, record, events):
         amount = self._pending_top_ups.pop(record.tx_hash, 0)
         if record.status == 0:
             self.wallet_units += amount
+        return ()

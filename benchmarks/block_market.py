@@ -24,17 +24,31 @@ from dataclasses import dataclass
 
 from sim.chain.backend import GenesisConfig, PyEVMBackend, prevrandao
 from sim.chain.session import ChainSession
-from sim.exchange.client import USD, System, SystemConfig, deploy_system, error_decoder
+from sim.exchange.client import System, SystemConfig, deploy_system, error_decoder
 from sim.market.builder import BlockBuilder
-from sim.market.feemarket import ConstantBackground
-from sim.market.mempool import TxIntent
+from sim.market.feemarket import BackgroundBid
+from sim.market.mempool import Submission
+from sim.units import GWEI, USD
 
-GWEI = 10**9
 E18 = 10**18
 N_TRADERS = 100
 N_LIQUIDATORS = 10
 FIRST_TRADER = 2  # accounts 0 and 1 are the deployer and the oracle reporter
 BLOCK_GAS_LIMIT = 60_000_000
+
+
+@dataclass(frozen=True)
+class ConstantBackground:
+    """The same background bid in every block."""
+
+    gas: int
+    priority_fee_wei: int
+    max_fee_wei: int | None = None
+
+    def __call__(self, _step: int, _base_fee_wei: int) -> tuple[BackgroundBid, ...]:
+        return (BackgroundBid(self.gas, self.priority_fee_wei, self.max_fee_wei),)
+
+
 BACKGROUND = ConstantBackground(gas=10_000_000, priority_fee_wei=GWEI)
 
 
@@ -210,7 +224,7 @@ def run(blocks: int, txs: int, seed: int) -> Totals:
                 order.sender, order.to, order.data, order.gas, fee_cap, order.tip_wei
             )
             raw_by_hash[signed.tx_hash] = signed.raw
-            builder.submit(TxIntent(signed, order.kind, order.label))
+            builder.submit(Submission(signed, order.kind, order.label))
         block = builder.build_block().block
         totals.market_s += time.perf_counter() - start
 

@@ -2,6 +2,8 @@
 
 liqsim run [SCENARIO] --seed N --out DIR [--blocks N] [--set path.to.param=value ...]
 liqsim demo
+liqsim compare | amplify | sweep ...   (sim/experiments/cli.py)
+liqsim stress POSITIONS.toml ...       (sim/stress/cli.py)
 """
 
 from __future__ import annotations
@@ -121,9 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=_demo)
 
-    from sim.experiments.cli import add_experiment_commands  # compare, amplify, sweep, stress
+    from sim.experiments.cli import add_experiment_commands  # compare, amplify, sweep
+    from sim.stress.cli import add_stress_command
 
     add_experiment_commands(sub)
+    add_stress_command(sub)
     return parser
 
 

@@ -8,7 +8,8 @@ from math import isqrt
 
 from sim.chain.events import EventDecoder
 from sim.chain.session import ChainSession
-from sim.exchange.client import BASE, PRICE_SCALE, USD, System, deploy_system
+from sim.exchange.client import System, deploy_system
+from sim.units import BASE, PRICE_SCALE, USD
 
 ETH, BTC = 0, 1
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from sim.exchange.client import USD, Call, System, revert_name
+from sim.exchange.client import Call, System, revert_name
+from sim.units import PRICE_SCALE as E8
+from sim.units import USD
 
-E8 = 10**8
 ETH, BTC = 0, 1
 
 

@@ -7,16 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from agents.arbitrageur import Arbitrageur, absorbed_flow
+from agents.arbitrageur import Arbitrageur
 from agents.liquidator import Liquidator, liquidation_label
 from agents.oracle_reporter import OracleReporter
-from agents.trader import Trader, TraderProfile, plan_subaccounts
+from agents.trader import Trader, plan_subaccounts
 from sim.api import resolve_scenario
 from sim.exchange.book import AccountState, PositionState
 from sim.model import LiqSimModel
+from sim.model.venue_flow import absorbed_flow
+from sim.scenario.population import TraderProfile
+from sim.units import GWEI
 
 TINY = Path(__file__).resolve().parent.parent / "scenarios" / "tiny.toml"
-GWEI = 10**9
 
 
 class FixedExternal:
@@ -45,8 +47,13 @@ def model():
     return m
 
 
+def _in_flight(model, agent):
+    """The agent's pending transactions, as its wallet keeps them."""
+    return model.wallets[agent.address].in_flight
+
+
 def _pending(model, kind):
-    return [p for p in model.builder.mempool.pending() if p.intent.sender_kind == kind]
+    return [p for p in model.builder.mempool.pending() if p.submission.sender_kind == kind]
 
 
 # ---------------------------------------------------------------- oracle reporter
@@ -56,26 +63,26 @@ def test_reporter_writes_only_past_the_deviation_threshold(model):
     reporter = next(iter(model.agents_by_type[OracleReporter]))
     p0 = model.view.oracles[0].price_e8
     model.external.prices_e8[0] = int(p0 * 1.004)  # 0.4% < 0.5%
-    reporter.step()
+    model.act(reporter)
     assert not _pending(model, "oracle")
     model.external.prices_e8[0] = int(p0 * 1.006)
-    reporter.step()
+    model.act(reporter)
     (tx,) = _pending(model, "oracle")
-    assert tx.intent.label == "report:0"
+    assert tx.submission.label == "report:0"
     assert int.from_bytes(tx.signed.data[4:36], "big") == int(p0 * 1.006)
 
 
 def test_reporter_heartbeat_and_replacement(model):
     reporter = next(iter(model.agents_by_type[OracleReporter]))
     model.view.timestamp_s = model.view.oracles[1].updated_at_s + 3600  # heartbeat passed
-    reporter.step()
-    labels = sorted(p.intent.label for p in _pending(model, "oracle"))
+    model.act(reporter)
+    labels = sorted(p.submission.label for p in _pending(model, "oracle"))
     assert labels == ["report:0", "report:1"]
     # the price moves again past the threshold while the report waits: same nonce, new price
-    (old,) = [p for p in _pending(model, "oracle") if p.intent.label == "report:0"]
+    (old,) = [p for p in _pending(model, "oracle") if p.submission.label == "report:0"]
     model.external.prices_e8[0] = int(model.external.prices_e8[0] * 0.99)
-    reporter.step()
-    (new,) = [p for p in _pending(model, "oracle") if p.intent.label == "report:0"]
+    model.act(reporter)
+    (new,) = [p for p in _pending(model, "oracle") if p.submission.label == "report:0"]
     assert (
         new.nonce == old.nonce
         and new.signed.max_priority_fee_per_gas_wei > old.signed.max_priority_fee_per_gas_wei
@@ -107,12 +114,12 @@ def test_liquidator_waits_for_its_latency_then_bids(model, monkeypatch):
     slow, fast = sorted(model.agents_by_type[Liquidator], key=lambda a: a.address)
     slow.latency_blocks, fast.latency_blocks = 3, 0
     model.block = 1
-    slow.step()
+    model.act(slow)
     assert not _pending(model, "liquidator")
-    fast.step()
+    model.act(fast)
     (tx,) = _pending(model, "liquidator")
-    assert tx.intent.label == liquidation_label(acct.owner, 0)
-    assert tx.signed.max_priority_fee_per_gas_wei == fast.opening_bid_wei
+    assert tx.submission.label == liquidation_label(acct.owner, 0)
+    assert tx.signed.max_priority_fee_per_gas_wei == fast.params.opening_bid_wei
 
 
 def test_liquidators_outbid_each_other_up_to_the_cap(model, monkeypatch):
@@ -123,15 +130,16 @@ def test_liquidators_outbid_each_other_up_to_the_cap(model, monkeypatch):
     a, b = sorted(model.agents_by_type[Liquidator], key=lambda x: x.address)
     a.latency_blocks = b.latency_blocks = 0
     model.block = 1
-    a.step()
-    b.step()
+    model.act(a)
+    model.act(b)
     bids = {p.sender: p.signed.max_priority_fee_per_gas_wei for p in _pending(model, "liquidator")}
-    assert bids[b.address] == int(bids[a.address] * (1 + b.bid_increment)) + 1
-    a.step()  # a sees b's higher bid on its pending liquidation and bumps it (same nonce)
+    assert bids[b.address] == int(bids[a.address] * (1 + b.params.bid_increment)) + 1
+    model.act(a)  # a sees b's higher bid on its pending liquidation and bumps it (same nonce)
     bids2 = {p.sender: p.signed.max_priority_fee_per_gas_wei for p in _pending(model, "liquidator")}
     assert bids2[a.address] > bids[b.address]
-    b.bid_cap_wei = bids2[a.address]  # b cannot outbid a without passing its own cap
-    b.step()
+    # b cannot outbid a without passing its own cap
+    b.params = replace(b.params, bid_cap_wei=bids2[a.address])
+    model.act(b)
     bids3 = {p.sender: p.signed.max_priority_fee_per_gas_wei for p in _pending(model, "liquidator")}
     assert bids3[b.address] == bids[b.address]  # b stays where it was
     assert bids3[a.address] == bids2[a.address]
@@ -146,7 +154,7 @@ def test_liquidator_skips_when_gas_costs_more_than_the_reward(model, monkeypatch
     liq.latency_blocks = 0
     model.block = 1
     model.view.next_base_fee_wei = 5_000 * GWEI  # extreme congestion
-    liq.step()
+    model.act(liq)
     assert not _pending(model, "liquidator") and liq.skipped_unprofitable == 1
 
 
@@ -171,11 +179,11 @@ def test_plan_subaccounts_same_exposure_and_capital():
 def test_trader_opens_at_its_entry_block(model):
     t = _trader(model, entry_block=3)
     model.block = 2
-    t.step()
-    assert not t.in_flight
+    model.act(t)
+    assert not _in_flight(model, t)
     model.block = 3
-    t.step()
-    labels = [f.label for f in t.in_flight.values()]
+    model.act(t)
+    labels = [f.label for f in _in_flight(model, t).values()]
     assert labels[0] == "open:openSubaccount" and labels[-1] == "open:trade"
     assert t.state == "open"
 
@@ -204,8 +212,8 @@ def test_stop_loss_closes_the_position(model):
     )
     t.subs = plan_subaccounts(t.profile, "cross")
     _opened(model, t, loss_units=600 * 10**6)
-    t.step()
-    assert [f.label for f in t.in_flight.values()] == ["stop"] and t.stops == 1
+    model.act(t)
+    assert [f.label for f in _in_flight(model, t).values()] == ["stop"] and t.stops == 1
 
 
 def test_top_up_after_the_reaction_delay(model):
@@ -216,11 +224,11 @@ def test_top_up_after_the_reaction_delay(model):
     t.params = replace(t.params, derisk_fraction=0.0, top_up_delay_blocks=2)
     acct = _opened(model, t, loss_units=995 * 10**6)  # equity ~5 USD, health < 1.5
     model.block = 10
-    t.step()
-    assert not t.in_flight  # the reaction delay starts
+    model.act(t)
+    assert not _in_flight(model, t)  # the reaction delay starts
     model.block = 12
-    t.step()
-    assert [f.label for f in t.in_flight.values()] == ["topup"]
+    model.act(t)
+    assert [f.label for f in _in_flight(model, t).values()] == ["topup"]
     assert acct.key == (t.address, 0)
 
 
@@ -238,11 +246,11 @@ def test_arbitrageur_trades_toward_the_external_price(model):
     arb = next(iter(model.agents_by_type[Arbitrageur]))
     mark = model.view.venues[0].mark_e8
     model.external.prices_e8 = [mark, model.view.venues[1].mark_e8]
-    arb.step()
-    assert not arb.in_flight  # no gap
+    model.act(arb)
+    assert not _in_flight(model, arb)  # no gap
     model.external.prices_e8[0] = int(mark * 0.98)  # venue 2% above external: sell the venue
-    arb.step()
-    (flight,) = arb.in_flight.values()
+    model.act(arb)
+    (flight,) = _in_flight(model, arb).values()
     size = int.from_bytes(flight.signed.data[4 + 64 : 4 + 96], "big", signed=True)
     assert flight.label == "arb:0" and size < 0
 
@@ -252,13 +260,13 @@ def test_a_transaction_priced_out_by_a_fee_spike_is_re_sent(model):
     (same nonce), so a fee spike cannot leave an agent blocked forever."""
     arb = next(iter(model.agents_by_type[Arbitrageur]))
     model.external.prices_e8[0] = int(model.view.venues[0].mark_e8 * 0.98)
-    arb.step()
-    (old,) = arb.in_flight.values()
-    arb.reprice_stuck()
-    assert list(arb.in_flight.values()) == [old]  # still affordable: left alone
+    model.act(arb)
+    (old,) = _in_flight(model, arb).values()
+    model.wallets[arb.address].reprice_stuck(model.block, model.view.next_base_fee_wei)
+    assert list(_in_flight(model, arb).values()) == [old]  # still affordable: left alone
     model.view.next_base_fee_wei = old.signed.max_fee_per_gas_wei + 1  # the spike
-    arb.reprice_stuck()
-    (new,) = arb.in_flight.values()
+    model.wallets[arb.address].reprice_stuck(model.block, model.view.next_base_fee_wei)
+    (new,) = _in_flight(model, arb).values()
     assert new.signed.nonce == old.signed.nonce
     assert new.signed.max_fee_per_gas_wei >= 2 * model.view.next_base_fee_wei
     assert [p.signed.tx_hash for p in _pending(model, "arbitrageur")] == [new.signed.tx_hash]

@@ -9,9 +9,9 @@ from sim.chain.accounts import derive_accounts
 from sim.chain.backend import CallReverted, ChainError, GenesisConfig, make_backend
 from sim.chain.eip1559 import next_base_fee_wei
 from sim.chain.session import ChainSession, TxRevertedError
+from sim.units import GWEI
 from tests.evm_bytecode import STORE_RUNTIME, init_code, revert_runtime, selector, word
 
-GWEI = 10**9
 NOT_LIQUIDATABLE = selector("NotLiquidatable()")
 
 
@@ -61,7 +61,8 @@ def test_sign_refuses_what_no_block_could_include(session: ChainSession) -> None
         session.sign(sender, to, b"", 31_000_000, GWEI, GWEI)
     with pytest.raises(ValueError, match="not one of this session's accounts"):
         session.sign("0x" + "11" * 20, to, b"", 21_000, GWEI, GWEI)
-    assert session.next_nonce(sender) == 0
+    # refused transactions took no nonce: the next one signed is still nonce 0
+    assert session.sign(sender, to, b"", 21_000, GWEI, GWEI).nonce == 0
 
 
 # -- mining --------------------------------------------------------------------------------------

@@ -13,10 +13,10 @@ from sim.chain.records import ErrorDecoder
 from sim.chain.session import ChainSession, SignedTx
 from sim.market.builder import BlockBuilder, Selection, select_transactions
 from sim.market.feemarket import BackgroundBid
-from sim.market.mempool import Mempool, TxIntent
+from sim.market.mempool import Mempool, Submission
+from sim.units import GWEI
 from tests.evm_bytecode import STORE_RUNTIME, init_code, revert_runtime, selector, word
 
-GWEI = 10**9
 BASE_FEE = 10 * GWEI
 A, B, C = ("0x" + c * 40 for c in "abc")
 RICH = 10**30
@@ -39,7 +39,7 @@ def _select(
 ) -> Selection:
     pool = Mempool()
     for tx in txs:
-        pool.submit(TxIntent(tx, "trader"), 1, 0)
+        pool.submit(Submission(tx, "trader"), 1, 0)
     return select_transactions(
         pool.queues(),
         chain_nonce=lambda s: (chain_nonces or {}).get(s, 0),
@@ -148,7 +148,7 @@ def test_spill_over_to_the_next_block_with_records() -> None:
     senders = [a.address for a in session.accounts[1:5]]
     for i, sender in enumerate(senders):
         signed = session.sign(sender, store, word(i + 1), 60_000, fee, GWEI * (4 - i))
-        builder.submit(TxIntent(signed, "trader", f"store:{i}"))
+        builder.submit(Submission(signed, "trader", f"store:{i}"))
     first, second = builder.build_block(), builder.build_block()
     assert [r.label for r in first.records] == ["store:0", "store:1", "store:2"]
     assert [r.label for r in second.records] == ["store:3"]
@@ -165,7 +165,7 @@ def test_reverted_tx_gets_a_decoded_record() -> None:
     session, builder, _, reverter = _market()
     sender = session.accounts[1].address
     signed = session.sign(sender, reverter, b"", 60_000, 4 * builder.base_fee_wei(), GWEI)
-    builder.submit(TxIntent(signed, "liquidator", "liquidate:0xabc/1"))
+    builder.submit(Submission(signed, "liquidator", "liquidate:0xabc/1"))
     (record,) = builder.build_block().records
     assert (record.status, record.revert_reason, record.failure) == (0, "TooLate", "Revert")
     assert record.gas_used > 21_000
@@ -181,7 +181,7 @@ def _replay() -> tuple[list[object], list[bytes]]:
         for i, account in enumerate(session.accounts[1:]):
             target = reverter if (block + i) % 3 == 0 else store
             signed = session.sign(account.address, target, word(block), 60_000, fee, GWEI)
-            builder.submit(TxIntent(signed, "trader", f"{block}/{i}"))
+            builder.submit(Submission(signed, "trader", f"{block}/{i}"))
         result = builder.build_block()
         records += [*result.records, *result.dropped]
         hashes.append(result.block.block_hash)

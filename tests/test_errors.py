@@ -6,15 +6,16 @@ covers every custom error in the compiled ABIs, so a new error cannot be added u
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from eth_abi import encode as abi_encode
 
 from sim.chain.artifacts import load_artifact, load_manifest
 from sim.chain.backend import CallReverted
-from sim.exchange.client import USD, System, revert_name
+from sim.exchange.client import System, SystemConfig, deploy_system, fixture_markets, revert_name
+from sim.units import BASE, PRICE_SCALE, USD
 from tests.helpers import ETH, open_account, revert_reason, set_price, trader
-
-ONE = 10**18
 
 
 def _mock_feed(s: System):
@@ -51,7 +52,7 @@ def t_unknown_round(s):
 
 
 def t_not_exchange(s):
-    return revert_reason(s, s.call(trader(s, 0), s.venues[ETH], "swap", ONE, gas=100_000))
+    return revert_reason(s, s.call(trader(s, 0), s.venues[ETH], "swap", BASE, gas=100_000))
 
 
 def t_insufficient_liquidity(s):
@@ -119,7 +120,7 @@ def t_wrong_margin_mode(s):
     alice = trader(s, 0)
     open_account(s, alice, 0, "isolated", ETH, 100)
     return revert_reason(
-        s, s.trade_call(alice, 0, 1, ONE // 1000)
+        s, s.trade_call(alice, 0, 1, BASE // 1000)
     )  # BTC in an ETH-isolated account
 
 
@@ -144,20 +145,20 @@ def t_insufficient_collateral(s):
 def t_insufficient_margin(s):
     alice = trader(s, 0)
     open_account(s, alice, 0, "cross", 0, 90)
-    return revert_reason(s, s.trade_call(alice, 0, ETH, ONE))  # 2,000 notional needs 100
+    return revert_reason(s, s.trade_call(alice, 0, ETH, BASE))  # 2,000 notional needs 100
 
 
 def t_account_healthy(s):
     alice = trader(s, 0)
     open_account(s, alice, 0, "cross", 0, 1_000)
-    s.send(s.trade_call(alice, 0, ETH, ONE))
+    s.send(s.trade_call(alice, 0, ETH, BASE))
     return revert_reason(s, s.liquidate_call(trader(s, 1), alice, 0))
 
 
 def t_slippage_exceeded(s):
     alice = trader(s, 0)
     open_account(s, alice, 0, "cross", 0, 1_000)
-    return revert_reason(s, s.trade_call(alice, 0, ETH, ONE, limit_price_e8=2_000 * 10**8))
+    return revert_reason(s, s.trade_call(alice, 0, ETH, BASE, limit_price_e8=2_000 * PRICE_SCALE))
 
 
 def t_stale_price(s):
@@ -168,7 +169,7 @@ def t_stale_price(s):
     open_account(s, alice, 0, "cross", 0, 1_000)
     for _ in range(6):  # 6 blocks of 12 s
         s.session.mine([])
-    return revert_reason(s, s.trade_call(alice, 0, ETH, ONE // 10))
+    return revert_reason(s, s.trade_call(alice, 0, ETH, BASE // 10))
 
 
 def t_invalid_oracle_price(s):
@@ -177,7 +178,7 @@ def t_invalid_oracle_price(s):
     s.send(_add_market_call(s, feed.address))
     alice = trader(s, 0)
     open_account(s, alice, 0, "cross", 0, 1_000)
-    return revert_reason(s, s.trade_call(alice, 0, 2, ONE // 10))
+    return revert_reason(s, s.trade_call(alice, 0, 2, BASE // 10))
 
 
 def t_invalid_market_params(s):
@@ -248,10 +249,34 @@ def test_error_is_raised(liqsim_system, expected, trigger):
 
 
 def test_oracle_price_freshness_is_enforced_only_where_configured(liqsim_system):
+    # The default markets have max oracle age 0: the price's age is never checked.
     s = liqsim_system
+    assert [m.max_oracle_age_s for m in s.config.markets] == [0, 0]
     alice = trader(s, 0)
     open_account(s, alice, 0, "cross", 0, 1_000)
-    for _ in range(10):
+    for _ in range(50):  # 600 s without a report
         s.session.mine([])
-    s.send(s.trade_call(alice, 0, ETH, ONE // 10))  # max age 0: no check
-    set_price(s, ETH, 2_000)
+    assert revert_reason(s, s.trade_call(alice, 0, ETH, BASE // 10)) == ""
+    assert s.exchange.functions.getPosition(alice, 0, ETH).call()[0] == BASE // 10
+
+    # A second exchange on the same chain whose ETH market accepts prices up to 60 s old (BTC
+    # keeps 0). Once ETH's price is older than that (block.timestamp > updatedAt + 60), calls
+    # that need it revert with StalePrice, until a fresh report.
+    eth, btc = fixture_markets()
+    guarded = deploy_system(
+        s.session, SystemConfig(markets=(replace(eth, max_oracle_age_s=60), btc))
+    )
+    open_account(guarded, alice, 0, "cross", 0, 1_000)
+    open_account(guarded, alice, 1, "cross", 0, 1_000)  # will trade BTC only
+    set_price(guarded, ETH, 2_000)  # block time T (blocks are 12 s apart)
+    trade_eth = guarded.trade_call(alice, 0, ETH, BASE // 10)
+    for _ in range(4):  # T+12 .. T+48
+        guarded.session.mine([])
+    assert revert_reason(guarded, trade_eth) == ""  # T+60: exactly the maximum age
+    assert revert_reason(guarded, trade_eth) == "StalePrice"  # T+72
+    withdraw = guarded.call(alice, guarded.exchange, "withdraw", 0, 1 * USD, gas=250_000)
+    assert revert_reason(guarded, withdraw) == "StalePrice"  # its health check needs ETH's price
+    assert revert_reason(guarded, guarded.trade_call(alice, 1, 1, BASE // 1000)) == ""  # BTC
+    set_price(guarded, ETH, 2_000)  # a fresh report
+    assert revert_reason(guarded, trade_eth) == ""
+    assert guarded.exchange.functions.getPosition(alice, 0, ETH).call()[0] == 2 * (BASE // 10)

@@ -7,14 +7,14 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from sim.api import resolve_scenario
 from sim.cli import main
 from sim.experiments import amplify, compare, sweep
-from sim.experiments.metrics import run_figures
+from sim.experiments.common import RunOptions
+from sim.experiments.metrics import run_metrics
 from sim.experiments.runs import RunSpec, ray_available, run_all
 from sim.experiments.stats import paired_difference, ratio_of_means
 from sim.scenario.schema import load_scenario
@@ -22,6 +22,8 @@ from sim.scenario.schema import load_scenario
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "scenarios" / "tiny.toml"
 FAST = ["traders.count=6"]  # 30 blocks (crash 10..30), 6 traders: about a second per run
+ONE_WORKER = RunOptions(workers=1, quiet=True)
+TWO_WORKERS = RunOptions(workers=2, quiet=True)  # two spawned worker processes
 
 ONE_MARKET = """
 name = "one"
@@ -61,9 +63,7 @@ def tiny(*extra: str):
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory):
     out = tmp_path_factory.mktemp("compare")
-    return compare.run_compare(
-        tiny(), [1, 2], out, workers=1, quiet=True, argv="liqsim compare (test)"
-    )
+    return compare.run_compare(tiny(), [1, 2], out, ONE_WORKER, argv="liqsim compare (test)")
 
 
 def test_compare_writes_one_folder_with_tidy_tables(compared):
@@ -138,14 +138,14 @@ def test_compare_summary_is_the_paired_difference_of_the_results(compared):
     assert (res["capital_needed_isolated_usd"] >= res["capital_needed_cross_usd"] - 1e-6).all()
 
 
-def test_figures_come_from_the_run_folder_alone(compared, tmp_path):
-    """Analysis reads run folders: a copied folder gives the same figures."""
+def test_metrics_come_from_the_run_folder_alone(compared, tmp_path):
+    """Analysis reads run folders: a copied folder gives the same metrics."""
     import shutil
 
     row = compared.results.iloc[0]
     src = compared.folder / row["run_folder"]
     shutil.copytree(src, tmp_path / "copy")
-    a, b = run_figures(src), run_figures(tmp_path / "copy")
+    a, b = run_metrics(src), run_metrics(tmp_path / "copy")
     assert a.keys() == b.keys()
     assert all((math.isnan(a[k]) and math.isnan(b[k])) or a[k] == b[k] for k in a)
     assert a["liquidations"] == row["liquidations"]
@@ -158,7 +158,7 @@ def test_figures_come_from_the_run_folder_alone(compared, tmp_path):
 def amplified(tmp_path_factory):
     d = tmp_path_factory.mktemp("amplify")
     (d / "one.toml").write_text(ONE_MARKET)
-    return amplify.run_amplify(load_scenario(d / "one.toml"), [1], d / "out", workers=1, quiet=True)
+    return amplify.run_amplify(load_scenario(d / "one.toml"), [1], d / "out", ONE_WORKER)
 
 
 def test_amplify_design_is_baseline_singles_and_all_under_both_modes(amplified):
@@ -218,22 +218,20 @@ def test_full_factorial_has_sixteen_cells():
 def test_sweep_runs_in_parallel_and_resumes_without_recomputing(tmp_path):
     sc = tiny()
     grids = {"oracle.deviation_threshold": ["0.005", "0.02"]}
-    first = sweep.run_sweep(
-        sc, grids, [1], tmp_path / "s", workers=2, quiet=True
-    )  # two spawned workers
+    first = sweep.run_sweep(sc, grids, [1], tmp_path / "s", TWO_WORKERS)
     assert first.batch.executed == 2 and first.batch.skipped == 0
     res = pd.read_csv(tmp_path / "s" / "results.csv")
     assert len(res) == 2 and sorted(res["oracle.deviation_threshold"]) == [0.005, 0.02]
     assert (tmp_path / "s" / "plots" / "sweep.png").is_file()
     mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "s" / "runs").rglob("*.parquet")}
 
-    again = sweep.run_sweep(sc, grids, [1], tmp_path / "s", workers=2, quiet=True)
+    again = sweep.run_sweep(sc, grids, [1], tmp_path / "s", TWO_WORKERS)
     assert again.batch.executed == 0 and again.batch.skipped == 2
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes  # nothing rewritten
     pd.testing.assert_frame_equal(again.results, first.results)
 
     wider = {"oracle.deviation_threshold": ["0.005", "0.02", "0.05"]}
-    third = sweep.run_sweep(sc, wider, [1], tmp_path / "s", workers=1, quiet=True)
+    third = sweep.run_sweep(sc, wider, [1], tmp_path / "s", ONE_WORKER)
     assert third.batch.executed == 1 and third.batch.skipped == 2
     assert json.loads((tmp_path / "s" / "experiment.json").read_text())["runs_executed"] == 1
 
@@ -253,7 +251,7 @@ def test_sweep_two_parameters_heatmap(tmp_path):
         "oracle.deviation_threshold": ["0.005", "0.02"],
         "liquidators.latency_blocks_max": ["0", "3"],
     }
-    out = sweep.run_sweep(sc, grids, [1], tmp_path / "h", workers=2, quiet=True)
+    out = sweep.run_sweep(sc, grids, [1], tmp_path / "h", TWO_WORKERS)
     assert len(out.summary) == 4 and out.batch.executed == 4
     assert (tmp_path / "h" / "plots" / "sweep.png").is_file()
 
@@ -262,21 +260,17 @@ def test_sweep_two_parameters_heatmap(tmp_path):
 def test_sweep_on_a_local_ray_instance_matches_local_runs(tmp_path):
     sc = tiny()
     grids = {"liquidators.min_profit_usd": ["5", "50"]}
-    on_ray = sweep.run_sweep(sc, grids, [1], tmp_path / "ray", workers=2, backend="ray", quiet=True)
+    on_ray_options = RunOptions(workers=2, backend="ray", quiet=True)
+    on_ray = sweep.run_sweep(sc, grids, [1], tmp_path / "ray", on_ray_options)
     assert on_ray.batch.executed == 2 and (on_ray.results["state"] == "complete").all()
-    local = sweep.run_sweep(sc, grids, [1], tmp_path / "local", workers=2, quiet=True)
+    local = sweep.run_sweep(sc, grids, [1], tmp_path / "local", TWO_WORKERS)
     for (_, a), (_, b) in zip(on_ray.results.iterrows(), local.results.iterrows(), strict=True):
         assert a["run_key"] == b["run_key"]
         ja = json.loads((tmp_path / "ray" / a["run_folder"] / "summary.json").read_text())
         jb = json.loads((tmp_path / "local" / b["run_folder"] / "summary.json").read_text())
         assert ja == jb  # same inputs to analysis whichever engine ran it
     # resumable on Ray too
-    assert (
-        sweep.run_sweep(
-            sc, grids, [1], tmp_path / "ray", workers=2, backend="ray", quiet=True
-        ).batch.executed
-        == 0
-    )
+    assert sweep.run_sweep(sc, grids, [1], tmp_path / "ray", on_ray_options).batch.executed == 0
 
 
 # ------------------------------------------------------------------ command line
@@ -354,7 +348,13 @@ def test_ray_backend_without_ray_is_a_clear_error(tmp_path, monkeypatch):
 def test_event_scenarios_load_with_their_calibration(name):
     sc = load_scenario(ROOT / "scenarios" / f"{name}.toml")
     text = (ROOT / "scenarios" / f"{name}.toml").read_text()
-    assert "CALIBRATION.md" in text and sc.name == name
+    assert sc.name == name
+    # the file points to docs/scenarios.md, whose section on it gives each value's source
+    docs = (ROOT / "docs" / "scenarios.md").read_text()
+    heading = f"## `{name}.toml`"
+    assert "docs/scenarios.md" in text and heading in docs
+    section = docs.split(heading, 1)[1].split("\n## ", 1)[0]
+    assert "| source / choice |" in section
     falls = {m.name: m.crash_fall for m in sc.markets}
     if name == "march2020":
         assert falls["ETH"] == 0.5
@@ -366,4 +366,7 @@ def test_event_scenarios_load_with_their_calibration(name):
         large = {m.name: (m.initial_margin, m.maintenance_margin) for m in sc.markets}
         assert large["BTC"] == large["ETH"] == (0.02, 0.012)  # dYdX v4 large-cap tier
         assert sc.traders.markets_per_trader_max == 3
-    assert np.isfinite(sc.run.blocks)
+    # the whole crash, recovery included, happens inside the run, after a calm start
+    crash = sc.crash
+    assert crash.enabled and crash.start_block > 0
+    assert crash.start_block + crash.duration_blocks + crash.recovery_blocks <= sc.run.blocks

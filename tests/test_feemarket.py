@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-import pytest
 from eth.vm.forks.london.headers import calculate_expected_base_fee_per_gas
 from hypothesis import given
 from hypothesis import strategies as st
@@ -14,13 +13,11 @@ from sim.chain.session import ChainSession
 from sim.market.builder import BlockBuilder
 from sim.market.feemarket import (
     BackgroundBid,
-    BackgroundSeries,
-    ConstantBackground,
     FeeMarket,
     next_base_fee_wei,
 )
+from sim.units import GWEI
 
-GWEI = 10**9
 LIMIT = 30_000_000
 
 
@@ -77,8 +74,13 @@ def _chain_base_fees(background: object, blocks: int) -> list[int]:
     return [builder.build_block().block.base_fee_wei for _ in range(blocks)]
 
 
+def _constant(bid: BackgroundBid):
+    """The same background bid in every block."""
+    return lambda _step, _base_fee_wei: (bid,)
+
+
 def test_base_fee_rises_over_consecutive_full_blocks_on_chain() -> None:
-    fees = _chain_base_fees(ConstantBackground(gas=LIMIT, priority_fee_wei=GWEI), 6)
+    fees = _chain_base_fees(_constant(BackgroundBid(LIMIT, GWEI)), 6)
     expected = [GWEI - GWEI // 8]  # genesis block carried no demand
     for _ in range(5):
         expected.append(expected[-1] + expected[-1] // 8)
@@ -86,7 +88,7 @@ def test_base_fee_rises_over_consecutive_full_blocks_on_chain() -> None:
 
 
 def test_base_fee_falls_over_consecutive_empty_blocks_on_chain() -> None:
-    fees = _chain_base_fees(ConstantBackground(gas=0, priority_fee_wei=0), 6)
+    fees = _chain_base_fees(_constant(BackgroundBid(0, 0)), 6)
     expected = [GWEI - GWEI // 8]
     for _ in range(5):
         expected.append(expected[-1] - expected[-1] // 8)
@@ -106,14 +108,3 @@ def test_background_with_a_fee_cap_leaves_when_base_fee_passes_it() -> None:
     assert fees[1] == fees[0] + fees[0] // 8
     assert fees[2] == fees[1] + fees[1] // 8 > GWEI
     assert fees[3] == fees[2] - fees[2] // 8 <= GWEI
-
-
-def test_background_series_is_indexed_by_step_and_checks_its_length() -> None:
-    series = BackgroundSeries.from_values([100, 200], priority_fee_wei=3)
-    assert series(1, 0) == (BackgroundBid(200, 3, None),)
-    with pytest.raises(ValueError, match="step 2"):
-        series(2, 0)
-    with pytest.raises(ValueError, match="2 gas values but 1 priority fees"):
-        BackgroundSeries((1, 2), (3,))
-    with pytest.raises(ValueError, match="gas >= 0"):
-        BackgroundSeries.from_values([-1], priority_fee_wei=0)

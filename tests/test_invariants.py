@@ -17,10 +17,11 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from sim.chain.session import ChainSession
-from sim.exchange.client import USD, SystemConfig, deploy_system
+from sim.exchange.client import SystemConfig, deploy_system
+from sim.units import BASE as ONE
+from sim.units import USD
 from tests.helpers import BTC, E8, ETH, open_account, set_market, trader
 
-ONE = 10**18
 N_TRADERS = 3
 # (trader index, subaccount): sub 0 is CROSS, sub 1 ISOLATED on ETH, sub 2 ISOLATED on BTC
 ACCOUNTS = [(t, sub) for t in range(N_TRADERS) for sub in range(3)]

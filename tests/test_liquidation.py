@@ -4,7 +4,9 @@ import pytest
 
 from sim.chain.events import EventDecoder
 from sim.chain.session import ChainSession
-from sim.exchange.client import USD, SystemConfig, deploy_system
+from sim.exchange.client import SystemConfig, deploy_system
+from sim.units import BASE as ONE
+from sim.units import USD
 from tests.helpers import (
     BTC,
     ETH,
@@ -15,8 +17,6 @@ from tests.helpers import (
     set_market,
     trader,
 )
-
-ONE = 10**18
 
 
 def _fund(s):

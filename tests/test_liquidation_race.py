@@ -5,11 +5,10 @@ from __future__ import annotations
 from sim.chain.events import EventDecoder
 from sim.exchange.client import System, error_decoder
 from sim.market.builder import BlockBuilder
-from sim.market.mempool import TxIntent
+from sim.market.mempool import Submission
+from sim.units import BASE as ONE
+from sim.units import GWEI
 from tests.helpers import ETH, open_account, set_market, trader
-
-GWEI = 10**9
-ONE = 10**18
 
 
 def _liquidatable_account(system: System) -> str:
@@ -25,7 +24,7 @@ def _bid(system: System, builder: BlockBuilder, liquidator: str, owner: str, tip
     call = system.liquidate_call(liquidator, owner, 0)
     fee_cap = 2 * builder.base_fee_wei() + tip
     signed = system.session.sign(liquidator, call.to, call.data, call.gas, fee_cap, tip)
-    builder.submit(TxIntent(signed, "liquidator", f"liquidate:{owner}/0"))
+    builder.submit(Submission(signed, "liquidator", f"liquidate:{owner}/0"))
     return signed.tx_hash
 
 

@@ -1,6 +1,7 @@
 """Margin math on the real contracts against hand-computed values."""
 
-from sim.exchange.client import USD
+from sim.units import BASE as ONE
+from sim.units import USD
 from tests.helpers import (
     BTC,
     E8,
@@ -13,8 +14,6 @@ from tests.helpers import (
     trader,
     value,
 )
-
-ONE = 10**18
 
 
 def test_long_equity_pnl_and_requirements(liqsim_system):

@@ -7,9 +7,9 @@ from eth_hash.auto import keccak
 
 from sim.chain.session import ChainSession, SignedTx
 from sim.market.builder import BlockBuilder
-from sim.market.mempool import Mempool, TxIntent
+from sim.market.mempool import Mempool, Submission
+from sim.units import GWEI
 
-GWEI = 10**9
 ALICE = "0x" + "aa" * 20
 BOB = "0x" + "bb" * 20
 
@@ -19,8 +19,8 @@ def _tx(sender: str, nonce: int, max_fee: int, priority: int, salt: int = 0) -> 
     return SignedTx(b"", tx_hash, sender, nonce, BOB, 50_000, max_fee, priority, 0)
 
 
-def _intent(tx: SignedTx, expiry_block: int | None = None) -> TxIntent:
-    return TxIntent(tx, "liquidator", f"liquidate:{tx.nonce}", expiry_block)
+def _intent(tx: SignedTx, expiry_block: int | None = None) -> Submission:
+    return Submission(tx, "liquidator", f"liquidate:{tx.nonce}", expiry_block)
 
 
 def test_replacement_needs_ten_percent_more_on_both_fees() -> None:
@@ -84,8 +84,8 @@ def test_expired_tx_drops_later_nonces_and_the_nonce_is_reissued() -> None:
     stuck = session.sign(sender, to, b"", 21_000, base_fee - 1, 0)
     behind = session.sign(sender, to, b"", 21_000, 10 * base_fee, GWEI)
     first_block = builder.next_block_number()
-    builder.submit(TxIntent(stuck, "trader", "stuck", expiry_block=first_block))
-    builder.submit(TxIntent(behind, "trader", "behind"))
+    builder.submit(Submission(stuck, "trader", "stuck", expiry_block=first_block))
+    builder.submit(Submission(behind, "trader", "behind"))
     result = builder.build_block()
     assert result.records == ()
     assert result.waiting == ((f"0x{stuck.tx_hash.hex()}", "fee_cap_below_base_fee"),)
@@ -95,9 +95,9 @@ def test_expired_tx_drops_later_nonces_and_the_nonce_is_reissued() -> None:
         ("behind", "nonce_gap", first_block + 1),
     ]
     assert len(builder.mempool) == 0
-    assert session.next_nonce(sender) == 0
     again = session.sign(sender, to, b"", 21_000, 10 * base_fee, GWEI)
-    builder.submit(TxIntent(again, "trader", "again"))
+    assert again.nonce == 0  # the dropped nonces are issued again
+    builder.submit(Submission(again, "trader", "again"))
     (record,) = builder.build_block().records
     assert (record.nonce, record.label, record.status) == (0, "again", 1)
 
@@ -108,12 +108,12 @@ def test_replace_by_fee_through_the_builder() -> None:
     sender, to = session.accounts[0].address, session.accounts[1].address
     base_fee = builder.base_fee_wei()
     old = session.sign(sender, to, b"", 21_000, 10 * base_fee, GWEI)
-    builder.submit(TxIntent(old, "liquidator", "liquidate:x"))
+    builder.submit(Submission(old, "liquidator", "liquidate:x"))
     new = session.resign(old, 11 * base_fee, 2 * GWEI)
     assert new.nonce == old.nonce
-    assert builder.submit(TxIntent(new, "liquidator", "liquidate:x")).reason == "replaced"
+    assert builder.submit(Submission(new, "liquidator", "liquidate:x")).reason == "replaced"
     underpriced = session.resign(new, 12 * base_fee, 2 * GWEI + 1)
-    assert not builder.submit(TxIntent(underpriced, "liquidator", "x")).accepted
+    assert not builder.submit(Submission(underpriced, "liquidator", "x")).accepted
     result = builder.build_block()
     assert [r.tx_hash for r in result.records] == [f"0x{new.tx_hash.hex()}"]
     assert result.records[0].priority_fee_per_gas_wei == 2 * GWEI
@@ -121,7 +121,7 @@ def test_replace_by_fee_through_the_builder() -> None:
         (f"0x{old.tx_hash.hex()}", "replaced"),
         (f"0x{underpriced.tx_hash.hex()}", "underpriced_replacement"),
     ]
-    assert session.next_nonce(sender) == 1
+    assert session.sign(sender, to, b"", 21_000, 10 * base_fee, GWEI).nonce == 1
 
 
 def test_unsubmitted_latest_nonce_can_be_released() -> None:
@@ -132,4 +132,4 @@ def test_unsubmitted_latest_nonce_can_be_released() -> None:
     with pytest.raises(ValueError, match="latest issued"):
         session.release_nonce(first)
     session.release_nonce(second)
-    assert session.next_nonce(sender) == 1
+    assert session.sign(sender, to, b"", 21_000, GWEI, 0).nonce == 1  # reissued

@@ -124,7 +124,7 @@ def test_bad_correlation_rejected(corr, message):
 def test_crash_falls_by_the_configured_fraction(shape):
     s = calm(load_scenario(TINY), f"crash.shape={shape}", "crash.recovery_fraction=0")
     path = exogenous_paths(s, np.random.default_rng(0))
-    start, end = s.crash.start_block, s.crash_end_block
+    start, end = s.crash.start_block, s.crash.end_block
     for i, m in enumerate(s.markets):
         assert path[start, i] == pytest.approx(m.initial_price_usd)
         assert path[end, i] / path[start, i] == pytest.approx(1 - m.crash_fall)
@@ -295,7 +295,7 @@ def test_background_demand_follows_the_crash():
     s = load_scenario(TINY)
     bg = BackgroundProfile.from_scenario(s)
     limit = s.chain.block_gas_limit
-    start, end = s.crash.start_block, s.crash_end_block
+    start, end = s.crash.start_block, s.crash.end_block
     calm_gas, calm_fee = bg.at(0)
     assert calm_gas == int(s.background.base_utilization * limit)
     assert calm_fee == round(s.background.calm_priority_fee_gwei * 1e9)

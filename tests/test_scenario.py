@@ -59,7 +59,7 @@ def test_default_scenario_matches_the_brief():
 def test_tiny_scenario():
     s = load_scenario(TINY)
     assert len(s.markets) == 2 and s.traders.count == 8 and s.liquidators.count == 1
-    assert s.run.blocks == 40 and s.crash_end_block <= s.run.blocks
+    assert s.run.blocks == 40 and s.crash.end_block <= s.run.blocks
 
 
 def test_resolved_toml_round_trips():

@@ -9,8 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sim.experiments.stress import load_positions, other_mode, parse_moves, run_stress
 from sim.scenario.loader import ConfigError
+from sim.stress.driver import run_stress
+from sim.stress.positions import load_positions, other_mode, parse_moves
 from tests.helpers import amm_quote, ceil_div, notional, value
 
 ROOT = Path(__file__).resolve().parent.parent

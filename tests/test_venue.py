@@ -2,10 +2,9 @@
 
 import pytest
 
-from sim.exchange.client import USD
+from sim.units import BASE as ONE
+from sim.units import USD
 from tests.helpers import ETH, amm_quote, open_account, reserves, revert_reason, trader
-
-ONE = 10**18
 
 
 @pytest.fixture

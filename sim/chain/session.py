@@ -168,10 +168,6 @@ class ChainSession:
             raise ValueError(f"{sender} is not one of this session's accounts (no key)")
         return address
 
-    def next_nonce(self, sender: str) -> int:
-        """The nonce ``sign`` will issue next for ``sender``."""
-        return self._next_nonce.get(self._known(sender), 0)
-
     def confirmed_nonce(self, sender: str) -> int:
         """Number of ``sender``'s transactions the chain has included (its on-chain nonce)."""
         return self._confirmed_nonce.get(self._known(sender), 0)

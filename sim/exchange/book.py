@@ -18,8 +18,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sim.chain.events import Event
+from sim.units import PPM
 
-PPM = 10**6
 VALUE_SCALE = 10**20
 CROSS, ISOLATED = 1, 2
 

@@ -22,11 +22,7 @@ from sim.chain.artifacts import all_abi_entries, load_artifact
 from sim.chain.backend import MinedTx
 from sim.chain.records import ErrorDecoder
 from sim.chain.session import ChainSession
-
-USD = 10**6  # collateral units per dollar
-BASE = 10**18  # base units per whole coin
-PPM = 10**6
-PRICE_SCALE = 10**8
+from sim.units import PPM, PRICE_SCALE, USD
 
 MARGIN_PRICE_SOURCES = {"index": 0, "mark": 1}
 
@@ -104,8 +100,11 @@ class MarketSpec:
         )
 
 
-def default_markets() -> tuple[MarketSpec, ...]:
-    """An ETH-like and a BTC-like market with dYdX v3-like 5% / 3% margins."""
+def fixture_markets() -> tuple[MarketSpec, ...]:
+    """The fixed markets of a system deployed without a scenario (the pytest fixtures, the demo,
+    the block-market benchmark): an ETH-like and a BTC-like market with dYdX v3-like 5% / 3%
+    margins at round prices, chosen so contract tests can be checked by hand. Simulation runs
+    never use them: their markets come from the scenario (:mod:`sim.exchange.from_scenario`)."""
     return (
         MarketSpec(name="ETH", initial_price_e8=2_000 * PRICE_SCALE),
         MarketSpec(
@@ -118,7 +117,7 @@ def default_markets() -> tuple[MarketSpec, ...]:
 class SystemConfig:
     """Everything needed to deploy one system."""
 
-    markets: tuple[MarketSpec, ...] = field(default_factory=default_markets)
+    markets: tuple[MarketSpec, ...] = field(default_factory=fixture_markets)
     insurance_fund_units: int = 1_000_000 * USD
     counterparty_fund_units: int = 100_000_000 * USD
     deployer_index: int = 0  # index into the session's dev accounts
@@ -245,27 +244,32 @@ class System:
             ),
         ]
 
+    def open_subaccount_call(self, owner: str, subaccount: int, mode: str, market: int) -> Call:
+        """Open a subaccount: ``mode`` "cross" or "isolated" (then ``market`` is its market)."""
+        mode_id = {"cross": 1, "isolated": 2}[mode]
+        return self.call(
+            owner,
+            self.exchange,
+            "openSubaccount",
+            subaccount,
+            mode_id,
+            market,
+            gas=self.config.gas.open_subaccount,
+        )
+
+    def deposit_call(self, owner: str, subaccount: int, amount_units: int) -> Call:
+        """Deposit ``amount_units`` collateral into ``(owner, subaccount)``."""
+        return self.call(
+            owner, self.exchange, "deposit", subaccount, amount_units, gas=self.config.gas.deposit
+        )
+
     def open_account_calls(
         self, owner: str, subaccount: int, mode: str, market: int, deposit_units: int
     ) -> list[Call]:
         """Open a subaccount (``mode`` "cross" or "isolated") and deposit into it."""
-        g = self.config.gas
-        mode_id = {"cross": 1, "isolated": 2}[mode]
-        calls = [
-            self.call(
-                owner,
-                self.exchange,
-                "openSubaccount",
-                subaccount,
-                mode_id,
-                market,
-                gas=g.open_subaccount,
-            )
-        ]
+        calls = [self.open_subaccount_call(owner, subaccount, mode, market)]
         if deposit_units > 0:
-            calls.append(
-                self.call(owner, self.exchange, "deposit", subaccount, deposit_units, gas=g.deposit)
-            )
+            calls.append(self.deposit_call(owner, subaccount, deposit_units))
         return calls
 
     def trade_call(
@@ -308,6 +312,11 @@ class System:
             subaccount,
             gas=self.config.gas.liquidate(n_markets),
         )
+
+    def healths(self, owners: Sequence[str], subaccounts: Sequence[int]) -> list[tuple]:
+        """``healthOf``: one batch read of many accounts' health tuples (equity, initial and
+        maintenance requirements, notional, liquidatable)."""
+        return self.exchange.functions.healthOf(list(owners), list(subaccounts)).call()
 
     def health(self, owner: str, subaccount: int) -> dict[str, Any]:
         """``accountHealth`` as a dict (equity, requirements, notional, liquidatable)."""

@@ -17,7 +17,7 @@ all 16 combinations. A friction the scenario itself leaves out is switched *on* 
 experiment is about the frictions, not the scenario's switches), except that ``rush`` needs the
 scenario to have more than one liquidator.
 
-The **amplification factor** of a cell for a figure is mean(figure in the cell) / mean(figure in
+The **amplification factor** of a cell for a metric is mean(metric in the cell) / mean(metric in
 the baseline) over the same seeds and the same margin mode, with a 95% paired percentile
 bootstrap interval (seeds resampled with replacement, both cells with the same draw;
 :func:`sim.experiments.stats.ratio_of_means`). It is n/a when the baseline's mean is 0.
@@ -34,14 +34,16 @@ import pandas as pd
 
 from sim.experiments import plotting
 from sim.experiments.common import (
+    DEFAULT_RUN_OPTIONS,
     ExperimentFolder,
+    RunOptions,
     fmt_value,
-    markdown_table,
     reproduce_block,
 )
-from sim.experiments.metrics import FIGURES
+from sim.experiments.metrics import METRICS
 from sim.experiments.runs import Batch, RunSpec
 from sim.experiments.stats import mean_ci, ratio_of_means
+from sim.output.markdown import markdown_table
 from sim.scenario.schema import Scenario
 
 FRICTIONS = ("gas", "oracle_lag", "rush", "impact")
@@ -52,7 +54,7 @@ FRICTION_TEXT = {
     "impact": "endogenous impact: liquidation flow and arbitrage hedges move the external price",
 }
 MODES = ("cross", "isolated")
-AMPLIFY_FIGURES = (
+AMPLIFY_METRICS = (
     "liquidations",
     "notional_usd",
     "delay_mean_blocks",
@@ -62,7 +64,7 @@ AMPLIFY_FIGURES = (
     "insurance_drawdown_usd",
     "losing_liquidator_gas_usd",
 )
-FACTOR_FIGURES = ("liquidations", "notional_usd", "bad_debt_usd", "delay_mean_blocks")
+FACTOR_METRICS = ("liquidations", "notional_usd", "bad_debt_usd", "delay_mean_blocks")
 
 
 @dataclass
@@ -115,15 +117,15 @@ def plan(scenario: Scenario, seeds: list[int], full_factorial: bool = False) -> 
 
 
 def summarize_cells(results: pd.DataFrame, cell_order: list[str]) -> pd.DataFrame:
-    """Long table: one row per cell, mode and figure: mean with t CI, amplification factor with
+    """Long table: one row per cell, mode and metric: mean with t CI, amplification factor with
     bootstrap CI (vs the baseline of the same mode and seeds)."""
     ok = results[results["state"] == "complete"]
     rows = []
     for mode in MODES:
         m = ok[ok["mode"] == mode]
-        for fig in AMPLIFY_FIGURES:
+        for metric in AMPLIFY_METRICS:
             wide = m.pivot_table(
-                index="seed", columns="cell", values=fig, aggfunc="first", dropna=False
+                index="seed", columns="cell", values=metric, aggfunc="first", dropna=False
             )
             base = (
                 wide["baseline"].to_numpy(dtype=float)
@@ -140,7 +142,7 @@ def summarize_cells(results: pd.DataFrame, cell_order: list[str]) -> pd.DataFram
                     {
                         "cell": cell,
                         "mode": mode,
-                        "figure": fig,
+                        "figure": metric,
                         "mean": level.estimate,
                         "mean_ci_low": level.low,
                         "mean_ci_high": level.high,
@@ -171,10 +173,10 @@ def _headline(summary: pd.DataFrame, cell_order: list[str]) -> list[str]:
     for mode in MODES:
         parts = []
         if "all" in cell_order:
-            for fig in ("liquidations", "notional_usd"):
-                r = s.loc[("all", mode, fig)].copy()
+            for metric in ("liquidations", "notional_usd"):
+                r = s.loc[("all", mode, metric)].copy()
                 r["cell"] = "all"
-                parts.append(f"{FIGURES[fig].label} × {_factor_text(r)}")
+                parts.append(f"{METRICS[metric].label} × {_factor_text(r)}")
         best = None
         for c in singles:
             v = s.loc[(c, mode, "notional_usd")]["factor"]
@@ -190,13 +192,13 @@ def _headline(summary: pd.DataFrame, cell_order: list[str]) -> list[str]:
         lines.append(text + ".")
         if "all" in cell_order:
             appear = []
-            for fig in ("bad_debt_usd", "negative_equity_usd", "insurance_drawdown_usd"):
+            for metric in ("bad_debt_usd", "negative_equity_usd", "insurance_drawdown_usd"):
                 base, full = (
-                    s.loc[("baseline", mode, fig)]["mean"],
-                    s.loc[("all", mode, fig)]["mean"],
+                    s.loc[("baseline", mode, metric)]["mean"],
+                    s.loc[("all", mode, metric)]["mean"],
                 )
                 if base == 0 and full > 0:
-                    appear.append(f"{FIGURES[fig].label} {fmt_value(fig, full)} USD")
+                    appear.append(f"{METRICS[metric].label} {fmt_value(metric, full)} USD")
             if appear:
                 lines.append(
                     f"  Zero without frictions, present with all of them ({mode.upper()}, mean): "
@@ -213,13 +215,13 @@ def _interaction(summary: pd.DataFrame, cell_order: list[str]) -> list[str]:
     s = summary.set_index(["cell", "mode", "figure"])
     rows = []
     for mode in MODES:
-        for fig in ("liquidations", "notional_usd"):
-            prod = float(np.prod([s.loc[(c, mode, fig)]["factor"] for c in singles]))
-            combined = s.loc[("all", mode, fig)]["factor"]
+        for metric in ("liquidations", "notional_usd"):
+            prod = float(np.prod([s.loc[(c, mode, metric)]["factor"] for c in singles]))
+            combined = s.loc[("all", mode, metric)]["factor"]
             rows.append(
                 {
                     "mode": mode.upper(),
-                    "figure": FIGURES[fig].label,
+                    "figure": METRICS[metric].label,
                     "product of single factors": prod,
                     "all combined": combined,
                     "reading": "n/a"
@@ -260,18 +262,18 @@ def report_text(
             continue
         row = {"cell": cell}
         for mode in MODES:
-            for fig in FACTOR_FIGURES:
-                r = s.loc[(cell, mode, fig)].copy()
+            for metric in FACTOR_METRICS:
+                r = s.loc[(cell, mode, metric)].copy()
                 r["cell"] = cell
-                row[f"{FIGURES[fig].label} ({mode[:3].upper()})"] = _factor_text(r)
+                row[f"{METRICS[metric].label} ({mode[:3].upper()})"] = _factor_text(r)
         factor_rows.append(row)
     level_rows = []
     for cell in cell_order:
         for mode in MODES:
             row = {"cell": cell, "mode": mode.upper()}
-            for fig in AMPLIFY_FIGURES:
-                row[f"{FIGURES[fig].label} ({FIGURES[fig].unit})"] = fmt_value(
-                    fig, s.loc[(cell, mode, fig)]["mean"]
+            for metric in AMPLIFY_METRICS:
+                row[f"{METRICS[metric].label} ({METRICS[metric].unit})"] = fmt_value(
+                    metric, s.loc[(cell, mode, metric)]["mean"]
                 )
             level_rows.append(row)
     n = len(seeds)
@@ -346,14 +348,9 @@ def run_amplify(
     scenario: Scenario,
     seeds: list[int],
     out: str | Path,
+    options: RunOptions = DEFAULT_RUN_OPTIONS,
     *,
     full_factorial: bool = False,
-    workers: int = 1,
-    backend: str = "local",
-    runs_dir: str | Path | None = None,
-    run_plots: bool = False,
-    ray_address: str | None = None,
-    quiet: bool = False,
     argv: str = "",
 ) -> AmplifyResult:
     folder = ExperimentFolder(out)
@@ -363,21 +360,16 @@ def run_amplify(
         scenario,
         plan(scenario, seeds, full_factorial),
         {"seeds": seeds, "cells": order, "modes": list(MODES), "full_factorial": full_factorial},
-        workers=workers,
-        backend=backend,
-        runs_dir=runs_dir,
-        run_plots=run_plots,
-        ray_address=ray_address,
-        quiet=quiet,
+        options,
     )
     summary = summarize_cells(results, order)
     folder.table("results", results)
     folder.table("summary", summary)
     plotting.amplify_factor_plot(
-        summary, FACTOR_FIGURES, order, folder.plots / "amplify.png", scenario.name
+        summary, FACTOR_METRICS, order, folder.plots / "amplify.png", scenario.name
     )
     plotting.amplify_levels_plot(
-        summary, AMPLIFY_FIGURES, order, folder.plots / "amplify_figures.png", scenario.name
+        summary, AMPLIFY_METRICS, order, folder.plots / "amplify_figures.png", scenario.name
     )
     folder.report(report_text(scenario, seeds, summary, order, batch, argv))
     folder.finish(batch)

@@ -4,9 +4,8 @@
     liqsim amplify SCENARIO --seeds N [--full-factorial] [--workers K] --out DIR
     liqsim sweep   SCENARIO --grid path=v1,v2 [--grid ...] --seeds N [--workers K] --out DIR
                    [--backend local|ray]
-    liqsim stress  POSITIONS.toml [--moves -5%,-10%,...] [--markets all|ETH] [--out DIR]
 
-User errors (bad scenario, grid, positions file, missing Ray) raise ``ConfigError``; ``liqsim``
+User errors (bad scenario, grid, missing Ray) raise ``ConfigError``; ``liqsim``
 prints them without a traceback and exits with status 2. A run that fails inside an experiment
 is recorded (its folder says why) and the command exits with status 1 after writing everything
 else; rerunning retries only the missing runs.
@@ -16,10 +15,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported lazily at run time: `liqsim --help` stays fast
+    from sim.experiments.common import RunOptions
 
 EXIT_RUNS_FAILED = 1
 
@@ -108,21 +110,24 @@ def _finish(folder: Path, batch) -> int:
     return 0
 
 
-def _execution(args: argparse.Namespace) -> dict:
-    """The options every experiment command passes on to its runs."""
-    return {
-        "workers": args.workers,
-        "backend": args.backend,
-        "runs_dir": args.runs_dir,
-        "run_plots": args.run_plots,
-        "ray_address": args.ray_address,
-        "quiet": args.quiet,
-    }
+def _options(args: argparse.Namespace) -> RunOptions:
+    """The run options every experiment command passes on to its runs."""
+    from sim.experiments.common import RunOptions
+
+    return RunOptions(
+        workers=args.workers,
+        backend=args.backend,
+        runs_dir=args.runs_dir,
+        run_plots=args.run_plots,
+        ray_address=args.ray_address,
+        quiet=args.quiet,
+    )
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from sim.experiments.common import fmt_value, markdown_table
+    from sim.experiments.common import fmt_value
     from sim.experiments.compare import _interval_text, run_compare
+    from sim.output.markdown import markdown_table
 
     scenario, seeds, out = _setup(args, "compare")
     print(
@@ -131,13 +136,7 @@ def _compare(args: argparse.Namespace) -> int:
         f"({2 * len(seeds)} runs, {args.workers} worker(s)) -> {out}",
         flush=True,
     )
-    res = run_compare(
-        scenario,
-        seeds,
-        out,
-        **_execution(args),
-        argv=_argv(),
-    )
+    res = run_compare(scenario, seeds, out, _options(args), argv=_argv())
     s = res.summary
     import pandas as pd
 
@@ -171,8 +170,8 @@ def _amplify(args: argparse.Namespace) -> int:
         scenario,
         seeds,
         out,
+        _options(args),
         full_factorial=args.full_factorial,
-        **_execution(args),
         argv=_argv(),
     )
     report = (res.folder / "report.md").read_text()
@@ -185,14 +184,14 @@ def _amplify(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from sim.experiments.sweep import PLOT_FIGURES, parse_grids, run_sweep
+    from sim.experiments.sweep import PLOT_METRICS, parse_grids, run_sweep
 
     scenario, seeds, out = _setup(args, "sweep")
     grids = parse_grids(args.grid)
-    figures = (
+    metrics = (
         tuple(f.strip() for f in args.figures.split(",") if f.strip())
         if args.figures
-        else PLOT_FIGURES
+        else PLOT_METRICS
     )
     points = 1
     for v in grids.values():
@@ -208,8 +207,8 @@ def _sweep(args: argparse.Namespace) -> int:
         grids,
         seeds,
         out,
-        **_execution(args),
-        plot_figures=figures,
+        _options(args),
+        plot_metrics=metrics,
         argv=_argv(),
     )
     report = (res.folder / "report.md").read_text()
@@ -220,23 +219,8 @@ def _sweep(args: argparse.Namespace) -> int:
     return _finish(res.folder, res.batch)
 
 
-def _stress(args: argparse.Namespace) -> int:
-    from sim.experiments.stress import parse_markets, parse_moves, print_stress, run_stress
-
-    moves = parse_moves(args.moves)
-    path = Path(args.positions)
-    out = Path(args.out) if args.out else Path("runs") / f"stress-{path.stem}"
-    res = run_stress(path, moves, parse_markets(args.markets), out, argv=_argv())
-    print_stress(res)
-    print(
-        f"\nresults in {res.folder}/ (stress.csv, positions.csv, moves.csv, report.md, "
-        "plots/stress.png)"
-    )
-    return 0
-
-
 def add_experiment_commands(sub: argparse._SubParsersAction) -> None:
-    """Add compare, amplify, sweep and stress to the ``liqsim`` parser."""
+    """Add compare, amplify and sweep to the ``liqsim`` parser."""
     p = sub.add_parser(
         "compare",
         help="CROSS vs ISOLATED margin, paired on the same seeds (common random numbers)",
@@ -281,29 +265,3 @@ def add_experiment_commands(sub: argparse._SubParsersAction) -> None:
         "(default liquidations,notional_usd,bad_debt_usd,delay_mean_blocks)",
     )
     p.set_defaults(func=_sweep)
-
-    p = sub.add_parser(
-        "stress",
-        help="stress a trader's own positions on the real contracts",
-        description="Open the positions of POSITIONS.toml on freshly deployed contracts, apply "
-        "each "
-        "adverse move (oracle and venue), liquidate what is liquidatable, and report equity "
-        "left, liquidation prices and what goes first, beside the same book in the other "
-        "margin mode.",
-    )
-    # accept "--moves -5%,-10%" (argparse would read a leading "-" as an option otherwise)
-    p._negative_number_matcher = re.compile(r"^-[\d.][\d.%,+-]*$")
-    p.add_argument("positions", help="positions file (see scenarios/positions_example.toml)")
-    p.add_argument(
-        "--moves",
-        default="-5%,-10%,-15%,-20%,-25%,-30%",
-        help="price moves, comma-separated "
-        "(default -5%%,-10%%,...,-30%%; positive moves for short books)",
-    )
-    p.add_argument(
-        "--markets",
-        default="all",
-        help="'all' (every market moves together) or market names, e.g. ETH",
-    )
-    p.add_argument("--out", default=None, help="output folder (default runs/stress-<file name>)")
-    p.set_defaults(func=_stress)

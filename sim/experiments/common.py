@@ -1,12 +1,16 @@
 """What every experiment shares: its output folder, the results table built from run folders,
 Markdown tables, seeds and progress output.
 
+How an experiment executes its runs (workers, backend, shared runs folder, ...) is one
+:class:`RunOptions`, passed unchanged from the command line (or a caller) to
+:meth:`ExperimentFolder.execute`.
+
 An experiment folder::
 
     experiment.json    command, parameters, seeds, base-scenario fingerprint, runs executed/skipped,
                        package versions, wall-clock time
     scenario.toml      the resolved base scenario (every parameter; overrides applied)
-    results.csv        one row per run: design labels, seed, run key and folder, key figures
+    results.csv        one row per run: design labels, seed, run key and folder, key metrics
     results.parquet    the same
     summary.csv        the experiment's summary table (also .parquet)
     plots/*.png        the experiment's plots
@@ -22,16 +26,38 @@ import shlex
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from sim.experiments.metrics import FIGURES, run_figures
+from sim.experiments.metrics import METRICS, run_metrics
 from sim.experiments.runs import Batch, RunOutcome, RunSpec, is_complete, run_all
 from sim.output.runfolder import package_versions
 from sim.scenario.loader import ConfigError
 from sim.scenario.schema import Scenario
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How an experiment executes its runs; the same for compare, amplify and sweep.
+
+    ``workers``: parallel worker processes (or Ray CPUs); ``backend``: "local" or "ray";
+    ``runs_dir``: where run folders live (None: ``OUT/runs``); ``run_plots``: also draw each
+    run's own plots; ``ray_address``: a running Ray cluster (None: start a local instance);
+    ``quiet``: no per-run progress lines. Validated where the runs execute
+    (:func:`sim.experiments.runs.run_all`)."""
+
+    workers: int = 1
+    backend: str = "local"
+    runs_dir: str | Path | None = None
+    run_plots: bool = False
+    ray_address: str | None = None
+    quiet: bool = False
+
+
+DEFAULT_RUN_OPTIONS = RunOptions()  # one worker, in this process
 
 
 def seed_list(n: int, start: int = 1) -> list[int]:
@@ -76,27 +102,27 @@ class ExperimentFolder:
         scenario: Scenario,
         specs: Sequence[RunSpec],
         design: dict[str, Any],
-        *,
-        workers: int = 1,
-        backend: str = "local",
-        runs_dir: str | Path | None = None,
-        run_plots: bool = False,
-        ray_address: str | None = None,
-        quiet: bool = False,
+        options: RunOptions,
     ) -> tuple[Batch, pd.DataFrame]:
-        """Record the inputs, run what is missing of ``specs``, and return the batch and the
-        tidy results table (one row per run). Shared by every experiment command."""
-        runs = Path(runs_dir) if runs_dir else self.path / "runs"
-        params = {**design, "workers": workers, "backend": backend, "runs_dir": str(runs)}
+        """Record the inputs, run what is missing of ``specs`` as ``options`` say, and return
+        the batch and the tidy results table (one row per run). Shared by every experiment
+        command."""
+        runs = Path(options.runs_dir) if options.runs_dir else self.path / "runs"
+        params = {
+            **design,
+            "workers": options.workers,
+            "backend": options.backend,
+            "runs_dir": str(runs),
+        }
         self.inputs(command, scenario, params)
         batch = run_all(
             specs,
             runs,
-            workers=workers,
-            backend=backend,
-            plots=run_plots,
-            ray_address=ray_address,
-            progress=Progress(unique_runs(specs), quiet),
+            workers=options.workers,
+            backend=options.backend,
+            plots=options.run_plots,
+            ray_address=options.ray_address,
+            progress=Progress(unique_runs(specs), options.quiet),
         )
         return batch, results_table(specs, runs, self.path)
 
@@ -130,8 +156,8 @@ class ExperimentFolder:
 
 
 def results_table(specs: Sequence[RunSpec], runs_dir: Path, relative_to: Path) -> pd.DataFrame:
-    """One row per planned run: its labels, seed, key, folder, state and key figures (NaN for a
-    run that did not complete). Figures are read back from the run folders."""
+    """One row per planned run: its labels, seed, key, folder, state and key metrics (NaN for a
+    run that did not complete). Metrics are read back from the run folders."""
     rows = []
     seen = set()
     for spec in specs:
@@ -151,30 +177,9 @@ def results_table(specs: Sequence[RunSpec], runs_dir: Path, relative_to: Path) -
             "run_folder": rel,
             "state": "complete" if complete else "failed",
         }
-        figures = run_figures(folder) if complete else dict.fromkeys(FIGURES, math.nan)
-        row.update(figures)
+        row.update(run_metrics(folder) if complete else dict.fromkeys(METRICS, math.nan))
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def markdown_table(df: pd.DataFrame, formats: dict[str, str] | None = None) -> str:
-    """A GitHub Markdown table (no extra dependency).
-
-    Floats use ``formats[col]`` or 4 significant digits."""
-    formats = formats or {}
-    cols = list(df.columns)
-
-    def cell(col: str, v: Any) -> str:
-        if isinstance(v, float):
-            if math.isnan(v):
-                return "n/a"
-            return formats.get(col, "{:,.4g}").format(v)
-        return str(v).replace("|", "\\|")
-
-    lines = ["| " + " | ".join(str(c) for c in cols) + " |", "|" + "---|" * len(cols)]
-    for _, r in df.iterrows():
-        lines.append("| " + " | ".join(cell(c, r[c]) for c in cols) + " |")
-    return "\n".join(lines)
 
 
 class Progress:
@@ -204,10 +209,11 @@ def unique_runs(specs: Iterable[RunSpec]) -> int:
     return len({s.key for s in specs})
 
 
-def fmt_value(fig: str, v: float) -> str:
+def fmt_value(metric: str, v: float) -> str:
+    """``v`` in the format of ``metric`` (4 significant digits for an unknown name)."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "n/a"
-    return FIGURES[fig].fmt.format(v) if fig in FIGURES else f"{v:,.4g}"
+    return METRICS[metric].fmt.format(v) if metric in METRICS else f"{v:,.4g}"
 
 
 def reproduce_block(argv: str) -> str:

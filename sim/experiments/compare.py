@@ -6,7 +6,7 @@ agents' parameters from separate seeded streams that do not depend on the margin
 two arms of a seed see the same exogenous prices and hold the same traders; they differ by the
 mode and by what the mode causes (liquidations, their price impact, agents' reactions).
 
-For each key figure the report gives the mean paired difference ISOLATED - CROSS over seeds
+For each key metric the report gives the mean paired difference ISOLATED - CROSS over seeds
 with a 95% Student t interval (n/a with one seed). Every pair is checked: its two runs must
 have identical exogenous prices and trader draws (``crn_prices_identical``,
 ``crn_traders_identical`` in the results table).
@@ -22,18 +22,20 @@ import pandas as pd
 
 from sim.experiments import plotting
 from sim.experiments.common import (
+    DEFAULT_RUN_OPTIONS,
     ExperimentFolder,
+    RunOptions,
     fmt_value,
-    markdown_table,
     reproduce_block,
 )
-from sim.experiments.metrics import FIGURES
+from sim.experiments.metrics import METRICS
 from sim.experiments.runs import Batch, RunSpec
 from sim.experiments.stats import mean_ci, paired_difference
+from sim.output.markdown import markdown_table
 from sim.scenario.schema import Scenario
 
 ARMS = ("cross", "isolated")
-COMPARE_FIGURES = (
+COMPARE_METRICS = (
     "liquidations",
     "notional_usd",
     "bad_debt_usd",
@@ -46,7 +48,7 @@ COMPARE_FIGURES = (
     "delay_mean_blocks",
     "insurance_drawdown_usd",
 )
-PLOT_FIGURES = (
+PLOT_METRICS = (
     "liquidations",
     "notional_usd",
     "bad_debt_usd",
@@ -107,12 +109,12 @@ def crn_check(results: pd.DataFrame, base: Path) -> pd.DataFrame:
 
 
 def summarize_pairs(results: pd.DataFrame) -> pd.DataFrame:
-    """One row per figure: means per arm, mean paired difference ISOLATED - CROSS and its CI."""
+    """One row per metric: means per arm, mean paired difference ISOLATED - CROSS and its CI."""
     ok = results[results["state"] == "complete"]
     rows = []
-    for fig in COMPARE_FIGURES:
+    for metric in COMPARE_METRICS:
         wide = ok.pivot_table(
-            index="seed", columns="arm", values=fig, aggfunc="first", dropna=False
+            index="seed", columns="arm", values=metric, aggfunc="first", dropna=False
         )
         if not set(ARMS) <= set(wide.columns):
             wide = wide.reindex(columns=list(ARMS))
@@ -121,9 +123,9 @@ def summarize_pairs(results: pd.DataFrame) -> pd.DataFrame:
         mc, mi = mean_ci(cross), mean_ci(iso)
         rows.append(
             {
-                "figure": fig,
-                "label": FIGURES[fig].label,
-                "unit": FIGURES[fig].unit,
+                "figure": metric,
+                "label": METRICS[metric].label,
+                "unit": METRICS[metric].unit,
                 "cross_mean": mc.estimate,
                 "isolated_mean": mi.estimate,
                 "diff_mean": d.estimate,
@@ -140,13 +142,14 @@ def summarize_pairs(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def _interval_text(row: pd.Series) -> str:
-    fig = row["figure"]
+    metric = row["figure"]
     if np.isnan(row["diff_mean"]):
         return "n/a"
-    est = fmt_value(fig, row["diff_mean"])
+    est = fmt_value(metric, row["diff_mean"])
     if np.isnan(row["diff_ci_low"]):
         return f"{est} (CI n/a: {int(row['pairs'])} seed)"
-    return f"{est} [{fmt_value(fig, row['diff_ci_low'])}, {fmt_value(fig, row['diff_ci_high'])}]"
+    low, high = fmt_value(metric, row["diff_ci_low"]), fmt_value(metric, row["diff_ci_high"])
+    return f"{est} [{low}, {high}]"
 
 
 def report_text(
@@ -234,13 +237,8 @@ def run_compare(
     scenario: Scenario,
     seeds: list[int],
     out: str | Path,
+    options: RunOptions = DEFAULT_RUN_OPTIONS,
     *,
-    workers: int = 1,
-    backend: str = "local",
-    runs_dir: str | Path | None = None,
-    run_plots: bool = False,
-    ray_address: str | None = None,
-    quiet: bool = False,
     argv: str = "",
 ) -> CompareResult:
     folder = ExperimentFolder(out)
@@ -249,19 +247,14 @@ def run_compare(
         scenario,
         plan(scenario, seeds),
         {"seeds": seeds, "arms": list(ARMS)},
-        workers=workers,
-        backend=backend,
-        runs_dir=runs_dir,
-        run_plots=run_plots,
-        ray_address=ray_address,
-        quiet=quiet,
+        options,
     )
     results = crn_check(results, folder.path)
     summary = summarize_pairs(results)
     folder.table("results", results)
     folder.table("summary", summary)
     plotting.compare_plot(
-        results, summary, PLOT_FIGURES, folder.plots / "compare.png", scenario.name
+        results, summary, PLOT_METRICS, folder.plots / "compare.png", scenario.name
     )
     folder.report(report_text(scenario, seeds, results, summary, batch, argv))
     folder.finish(

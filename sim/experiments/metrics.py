@@ -1,11 +1,12 @@
-"""Key figures of one run, read from its run folder (tables, summary.json, scenario.toml) only.
+"""Key metrics of one run (numbers, not plots), read from its run folder (tables,
+summary.json, scenario.toml) only.
 
-``FIGURES`` lists every figure an experiment can report, with its label and unit. Most come
+``METRICS`` lists every metric an experiment can report, with its label and unit. Most come
 straight from ``summary.json`` (:mod:`sim.output.summary`); two are computed here from the tables:
 
 * ``negative_equity_usd``: latent bad debt, the negative equity of trader subaccounts still
   holding positions at the end of the run (accounts nobody liquidated, for instance because a
-  liquidator earns nothing from an account that is already under water; the same figure as
+  liquidator earns nothing from an account that is already under water; the same number as
   ``summary.json``'s ``underwater_unliquidated``, restricted to traders).
 * ``capital_needed_usd``: **capital needed for the same exposure**. For every trader, the
   smallest collateral that (1) meets the initial-margin requirement when the positions are
@@ -44,38 +45,40 @@ from sim.scenario.schema import Scenario, scenario_from_mapping
 
 
 @dataclass(frozen=True)
-class Figure:
+class Metric:
+    """One key metric: its column name, its label and unit in reports, its number format."""
+
     name: str
     label: str
     unit: str
     fmt: str = "{:,.0f}"
 
 
-FIGURES: dict[str, Figure] = {
-    f.name: f
-    for f in [
-        Figure("liquidations", "liquidations", "count", "{:,.1f}"),
-        Figure("notional_usd", "notional liquidated", "USD"),
-        Figure("positions_liquidated", "positions liquidated", "count", "{:,.1f}"),
-        Figure("liquidated_accounts", "trader subaccounts liquidated", "count", "{:,.1f}"),
-        Figure("delay_mean_blocks", "mean liquidation delay", "blocks", "{:,.2f}"),
-        Figure("delay_max_blocks", "worst liquidation delay", "blocks", "{:,.1f}"),
-        Figure("bad_debt_usd", "bad debt", "USD"),
-        Figure("negative_equity_usd", "unliquidated negative equity", "USD"),
-        Figure("insurance_drawdown_usd", "insurance-fund drawdown", "USD"),
-        Figure("trader_losses_usd", "trader losses", "USD"),
-        Figure("contagion_positions", "contagion positions", "count", "{:,.2f}"),
-        Figure("contagion_notional_usd", "contagion notional", "USD"),
-        Figure("capital_needed_usd", "capital needed for the same exposure", "USD"),
-        Figure("capital_needed_cross_usd", "capital needed if CROSS", "USD"),
-        Figure("capital_needed_isolated_usd", "capital needed if ISOLATED", "USD"),
-        Figure("trader_deposits_usd", "trader deposits (incl. top-ups)", "USD"),
-        Figure("losing_liquidator_gas_usd", "gas burned by losing liquidators", "USD", "{:,.2f}"),
-        Figure("liquidator_gas_usd", "gas paid by liquidators", "USD", "{:,.2f}"),
-        Figure("failed_tx_share", "failed-transaction share", "fraction", "{:.3f}"),
-        Figure("oracle_mean_age_s", "mean oracle age", "s", "{:,.1f}"),
-        Figure("oracle_max_gap", "worst oracle gap vs external", "fraction", "{:.3f}"),
-        Figure("base_fee_max_gwei", "peak base fee", "gwei", "{:,.1f}"),
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in [
+        Metric("liquidations", "liquidations", "count", "{:,.1f}"),
+        Metric("notional_usd", "notional liquidated", "USD"),
+        Metric("positions_liquidated", "positions liquidated", "count", "{:,.1f}"),
+        Metric("liquidated_accounts", "trader subaccounts liquidated", "count", "{:,.1f}"),
+        Metric("delay_mean_blocks", "mean liquidation delay", "blocks", "{:,.2f}"),
+        Metric("delay_max_blocks", "worst liquidation delay", "blocks", "{:,.1f}"),
+        Metric("bad_debt_usd", "bad debt", "USD"),
+        Metric("negative_equity_usd", "unliquidated negative equity", "USD"),
+        Metric("insurance_drawdown_usd", "insurance-fund drawdown", "USD"),
+        Metric("trader_losses_usd", "trader losses", "USD"),
+        Metric("contagion_positions", "contagion positions", "count", "{:,.2f}"),
+        Metric("contagion_notional_usd", "contagion notional", "USD"),
+        Metric("capital_needed_usd", "capital needed for the same exposure", "USD"),
+        Metric("capital_needed_cross_usd", "capital needed if CROSS", "USD"),
+        Metric("capital_needed_isolated_usd", "capital needed if ISOLATED", "USD"),
+        Metric("trader_deposits_usd", "trader deposits (incl. top-ups)", "USD"),
+        Metric("losing_liquidator_gas_usd", "gas burned by losing liquidators", "USD", "{:,.2f}"),
+        Metric("liquidator_gas_usd", "gas paid by liquidators", "USD", "{:,.2f}"),
+        Metric("failed_tx_share", "failed-transaction share", "fraction", "{:.3f}"),
+        Metric("oracle_mean_age_s", "mean oracle age", "s", "{:,.1f}"),
+        Metric("oracle_max_gap", "worst oracle gap vs external", "fraction", "{:.3f}"),
+        Metric("base_fee_max_gwei", "peak base fee", "gwei", "{:,.1f}"),
     ]
 }
 
@@ -127,8 +130,8 @@ def capital_needed(
     return cross_total, isolated_total
 
 
-def run_figures(folder: str | Path) -> dict[str, float]:
-    """Every figure of ``FIGURES`` for the run in ``folder``."""
+def run_metrics(folder: str | Path) -> dict[str, float]:
+    """Every metric of ``METRICS`` for the run in ``folder``."""
     folder = Path(folder)
     summary = json.loads((folder / "summary.json").read_text())
     scenario = load_run_scenario(folder)

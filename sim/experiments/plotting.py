@@ -13,23 +13,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from sim.experiments.metrics import FIGURES
+from sim.experiments.metrics import METRICS
+from sim.output.plots import save_figure
 
-PNG_META = {"Software": None}  # no version stamp: identical tables give identical PNGs
 MODE_COLORS = {"cross": "tab:blue", "isolated": "tab:orange"}
 
 
-def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, metadata=PNG_META)
-    plt.close(fig)
-    return path
-
-
-def _title(fig_name: str) -> str:
-    f = FIGURES[fig_name]
-    return f"{f.label} ({f.unit})"
+def _title(metric: str) -> str:
+    m = METRICS[metric]
+    return f"{m.label} ({m.unit})"
 
 
 def _grid(n: int, cols: int = 3):
@@ -40,8 +32,8 @@ def _grid(n: int, cols: int = 3):
     return fig, list(axes.flat[:n])
 
 
-def _fmt_diff(fig: str, row: pd.Series) -> str:
-    f = FIGURES[fig].fmt
+def _fmt_diff(metric: str, row: pd.Series) -> str:
+    f = METRICS[metric].fmt
     if np.isnan(row["diff_mean"]):
         return "Δ n/a"
     est = f.format(row["diff_mean"])
@@ -51,13 +43,13 @@ def _fmt_diff(fig: str, row: pd.Series) -> str:
 
 
 def compare_plot(
-    results: pd.DataFrame, summary: pd.DataFrame, figures: Sequence[str], path: Path, name: str
+    results: pd.DataFrame, summary: pd.DataFrame, metrics: Sequence[str], path: Path, name: str
 ) -> Path:
-    """One panel per figure: each seed's CROSS and ISOLATED values joined by a line (paired),
+    """One panel per metric: each seed's CROSS and ISOLATED values joined by a line (paired),
     the arm means as bars, and the mean paired difference with its 95% CI in the title."""
-    fig, axes = _grid(len(figures))
+    fig, axes = _grid(len(metrics))
     ok = results[results["state"] == "complete"]
-    for ax, f in zip(axes, figures, strict=True):
+    for ax, f in zip(axes, metrics, strict=True):
         wide = ok.pivot_table(index="seed", columns="arm", values=f, aggfunc="first")
         wide = wide.reindex(columns=["cross", "isolated"])
         means = wide.mean()
@@ -77,18 +69,18 @@ def compare_plot(
     fig.suptitle(
         f"CROSS vs ISOLATED, paired by seed ({name}; lines = seeds, bars = means)", fontsize=11
     )
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def amplify_factor_plot(
-    summary: pd.DataFrame, figures: Sequence[str], cells: Sequence[str], path: Path, name: str
+    summary: pd.DataFrame, metrics: Sequence[str], cells: Sequence[str], path: Path, name: str
 ) -> Path:
     """Amplification factor (cell / frictionless baseline) per friction cell, CROSS and ISOLATED
     side by side, with bootstrap CIs; the dashed line is 1 (no amplification)."""
-    fig, axes = _grid(len(figures), cols=min(2, len(figures)))
+    fig, axes = _grid(len(metrics), cols=min(2, len(metrics)))
     cells = [c for c in cells if c != "baseline"]
     x = np.arange(len(cells))
-    for ax, f in zip(axes, figures, strict=True):
+    for ax, f in zip(axes, metrics, strict=True):
         s = summary[summary["figure"] == f]
         for k, mode in enumerate(["cross", "isolated"]):
             m = s[s["mode"] == mode].set_index("cell").reindex(cells)
@@ -118,7 +110,7 @@ def amplify_factor_plot(
             fontsize=7 if len(cells) > 6 else 8,
             rotation=0,
         )
-        ax.set_title(f"amplification of {FIGURES[f].label}", fontsize=10)
+        ax.set_title(f"amplification of {METRICS[f].label}", fontsize=10)
         ax.set_ylabel("× frictionless baseline")
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8)
@@ -126,16 +118,16 @@ def amplify_factor_plot(
         f"How much each friction amplifies the cascade ({name}; 95% bootstrap CI across seeds)",
         fontsize=11,
     )
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def amplify_levels_plot(
-    summary: pd.DataFrame, figures: Sequence[str], cells: Sequence[str], path: Path, name: str
+    summary: pd.DataFrame, metrics: Sequence[str], cells: Sequence[str], path: Path, name: str
 ) -> Path:
-    """Mean figure per cell and mode, with t intervals across seeds."""
-    fig, axes = _grid(len(figures), cols=min(4, len(figures)))
+    """Mean metric per cell and mode, with t intervals across seeds."""
+    fig, axes = _grid(len(metrics), cols=min(4, len(metrics)))
     x = np.arange(len(cells))
-    for ax, f in zip(axes, figures, strict=True):
+    for ax, f in zip(axes, metrics, strict=True):
         s = summary[summary["figure"] == f]
         for k, mode in enumerate(["cross", "isolated"]):
             m = s[s["mode"] == mode].set_index("cell").reindex(cells)
@@ -159,18 +151,18 @@ def amplify_levels_plot(
     fig.suptitle(
         f"Key figures per friction cell ({name}; means over seeds, 95% t interval)", fontsize=11
     )
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def sweep_plot(
-    summary: pd.DataFrame, params: Sequence[str], figures: Sequence[str], path: Path, name: str
+    summary: pd.DataFrame, params: Sequence[str], metrics: Sequence[str], path: Path, name: str
 ) -> Path:
     """One parameter: line plots with CI bands. Two: heat maps of the mean. More: the mean of
-    each figure against each parameter, averaged over the others."""
+    each metric against each parameter, averaged over the others."""
     if len(params) == 2:
-        return _sweep_heatmaps(summary, params, figures, path, name)
-    rows = [(p, f) for p in params for f in figures]
-    fig, axes = _grid(len(rows), cols=len(figures))
+        return _sweep_heatmaps(summary, params, metrics, path, name)
+    rows = [(p, f) for p in params for f in metrics]
+    fig, axes = _grid(len(rows), cols=len(metrics))
     for ax, (p, f) in zip(axes, rows, strict=True):
         col = f"{f}_mean"
         if len(params) == 1:
@@ -198,7 +190,7 @@ def sweep_plot(
         + (", 95% t band)" if len(params) == 1 else ")"),
         fontsize=11,
     )
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _numeric(s: pd.Series) -> bool:
@@ -214,11 +206,11 @@ def _axis_values(s: pd.Series) -> np.ndarray:
 
 
 def _sweep_heatmaps(
-    summary: pd.DataFrame, params: Sequence[str], figures: Sequence[str], path: Path, name: str
+    summary: pd.DataFrame, params: Sequence[str], metrics: Sequence[str], path: Path, name: str
 ) -> Path:
     px, py = params
-    fig, axes = _grid(len(figures), cols=2)
-    for ax, f in zip(axes, figures, strict=True):
+    fig, axes = _grid(len(metrics), cols=2)
+    for ax, f in zip(axes, metrics, strict=True):
         grid = summary.pivot_table(index=py, columns=px, values=f"{f}_mean", aggfunc="first")
         grid = grid.sort_index(axis=0, key=_sort_key).sort_index(axis=1, key=_sort_key)
         im = ax.imshow(grid.to_numpy(dtype=float), origin="lower", aspect="auto", cmap="magma_r")
@@ -231,7 +223,7 @@ def _sweep_heatmaps(
                 ax.text(
                     j,
                     i,
-                    FIGURES[f].fmt.format(v),
+                    METRICS[f].fmt.format(v),
                     ha="center",
                     va="center",
                     fontsize=7,
@@ -240,40 +232,4 @@ def _sweep_heatmaps(
         fig.colorbar(im, ax=ax, shrink=0.85)
         ax.set_title(_title(f), fontsize=9)
     fig.suptitle(f"Sweep of {px} × {py} ({name}; mean over seeds)", fontsize=11)
-    return _save(fig, path)
-
-
-def stress_plot(moves: pd.DataFrame, path: Path, title: str) -> Path:
-    """Equity left after each move (liquidations included), the book as given and in the other
-    margin mode, plus the number of subaccounts liquidated."""
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    styles = {"as given": ("tab:blue", "-", "o"), "other mode": ("tab:orange", "--", "s")}
-    for book, group in moves.groupby("book", sort=False):
-        g = group.sort_values("move")
-        color, ls, marker = styles.get(str(book), ("tab:gray", ":", "^"))
-        label = f"{book} ({g['book_mode'].iloc[0]})"
-        ax.plot(
-            g["move"] * 100, g["equity_after_usd"], ls=ls, marker=marker, color=color, label=label
-        )
-        ax2.plot(
-            g["move"] * 100,
-            g["liquidated_subaccounts"],
-            ls=ls,
-            marker=marker,
-            color=color,
-            label=label,
-        )
-    ax.axhline(0, color="black", lw=0.6)
-    ax.set_xlabel("price move (%)")
-    ax.set_ylabel("equity left after liquidations (USD)")
-    ax.set_title("Equity left")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax2.set_xlabel("price move (%)")
-    ax2.set_ylabel("subaccounts liquidated")
-    ax2.yaxis.get_major_locator().set_params(integer=True)
-    ax2.set_title("Liquidated subaccounts")
-    ax2.grid(alpha=0.3)
-    ax2.legend(fontsize=8)
-    fig.suptitle(title, fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)

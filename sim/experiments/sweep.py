@@ -23,17 +23,19 @@ import pandas as pd
 
 from sim.experiments import plotting
 from sim.experiments.common import (
+    DEFAULT_RUN_OPTIONS,
     ExperimentFolder,
-    markdown_table,
+    RunOptions,
     reproduce_block,
 )
-from sim.experiments.metrics import FIGURES
+from sim.experiments.metrics import METRICS
 from sim.experiments.runs import Batch, RunSpec
 from sim.experiments.stats import mean_ci
+from sim.output.markdown import markdown_table
 from sim.scenario.loader import ConfigError
 from sim.scenario.schema import Scenario
 
-SWEEP_FIGURES = (
+SWEEP_METRICS = (
     "liquidations",
     "notional_usd",
     "bad_debt_usd",
@@ -47,7 +49,7 @@ SWEEP_FIGURES = (
     "oracle_mean_age_s",
     "failed_tx_share",
 )
-PLOT_FIGURES = ("liquidations", "notional_usd", "bad_debt_usd", "delay_mean_blocks")
+PLOT_METRICS = ("liquidations", "notional_usd", "bad_debt_usd", "delay_mean_blocks")
 
 
 @dataclass
@@ -112,14 +114,14 @@ def plan(scenario: Scenario, grids: dict[str, list[str]], seeds: list[int]) -> l
     ]
 
 
-def summarize_grid(results: pd.DataFrame, params: list[str], figures=SWEEP_FIGURES) -> pd.DataFrame:
+def summarize_grid(results: pd.DataFrame, params: list[str], metrics=SWEEP_METRICS) -> pd.DataFrame:
     ok = results[results["state"] == "complete"]
     rows = []
     for raw, g in ok.groupby(params, sort=False, dropna=False):
         key = raw if isinstance(raw, tuple) else (raw,)
         row: dict[str, Any] = dict(zip(params, key, strict=True))
         row["seeds"] = len(g)
-        for f in figures:
+        for f in metrics:
             iv = mean_ci(g[f].to_numpy(dtype=float))
             row[f"{f}_mean"], row[f"{f}_ci_low"], row[f"{f}_ci_high"] = iv.estimate, iv.low, iv.high
         rows.append(row)
@@ -134,17 +136,17 @@ def report_text(
     batch: Batch,
     backend: str,
     argv: str,
-    figures: tuple[str, ...] = PLOT_FIGURES,
+    metrics: tuple[str, ...] = PLOT_METRICS,
 ) -> str:
     params = list(grids)
     show = (
-        summary[[*params, "seeds", *(f"{f}_mean" for f in figures)]].rename(
-            columns={f"{f}_mean": f"{FIGURES[f].label} ({FIGURES[f].unit})" for f in figures}
+        summary[[*params, "seeds", *(f"{f}_mean" for f in metrics)]].rename(
+            columns={f"{f}_mean": f"{METRICS[f].label} ({METRICS[f].unit})" for f in metrics}
         )
         if not summary.empty
         else pd.DataFrame({"result": ["no run completed"]})
     )
-    formats = {f"{FIGURES[f].label} ({FIGURES[f].unit})": FIGURES[f].fmt for f in figures}
+    formats = {f"{METRICS[f].label} ({METRICS[f].unit})": METRICS[f].fmt for f in metrics}
     points = len(summary)
     lines = [
         f"# Sweep of {', '.join(f'`{p}`' for p in params)}: scenario `{scenario.name}`",
@@ -175,19 +177,14 @@ def run_sweep(
     grids: dict[str, list[str]],
     seeds: list[int],
     out: str | Path,
+    options: RunOptions = DEFAULT_RUN_OPTIONS,
     *,
-    workers: int = 1,
-    backend: str = "local",
-    runs_dir: str | Path | None = None,
-    run_plots: bool = False,
-    ray_address: str | None = None,
-    plot_figures: tuple[str, ...] = PLOT_FIGURES,
-    quiet: bool = False,
+    plot_metrics: tuple[str, ...] = PLOT_METRICS,
     argv: str = "",
 ) -> SweepResult:
-    for f in plot_figures:
-        if f not in FIGURES:
-            raise ConfigError("--figures", f"unknown figure {f!r} (known: {', '.join(FIGURES)})")
+    for f in plot_metrics:
+        if f not in METRICS:
+            raise ConfigError("--figures", f"unknown figure {f!r} (known: {', '.join(METRICS)})")
     specs = plan(scenario, grids, seeds)  # validates every grid point before anything runs
     folder = ExperimentFolder(out)
     batch, results = folder.execute(
@@ -195,22 +192,19 @@ def run_sweep(
         scenario,
         specs,
         {"grid": grids, "seeds": seeds},
-        workers=workers,
-        backend=backend,
-        runs_dir=runs_dir,
-        run_plots=run_plots,
-        ray_address=ray_address,
-        quiet=quiet,
+        options,
     )
     params = list(grids)
-    figures = tuple(dict.fromkeys((*SWEEP_FIGURES, *plot_figures)))
-    summary = summarize_grid(results, params, figures)
+    metrics = tuple(dict.fromkeys((*SWEEP_METRICS, *plot_metrics)))
+    summary = summarize_grid(results, params, metrics)
     folder.table("results", results)
     folder.table("summary", summary)
     if not summary.empty:
         plotting.sweep_plot(
-            summary, params, plot_figures, folder.plots / "sweep.png", scenario.name
+            summary, params, plot_metrics, folder.plots / "sweep.png", scenario.name
         )
-    folder.report(report_text(scenario, grids, seeds, summary, batch, backend, argv, plot_figures))
+    folder.report(
+        report_text(scenario, grids, seeds, summary, batch, options.backend, argv, plot_metrics)
+    )
     folder.finish(batch)
     return SweepResult(folder.path, results, summary, batch)

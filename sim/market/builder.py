@@ -35,7 +35,7 @@ from sim.chain.backend import MinedBlock
 from sim.chain.records import DroppedRecord, ErrorDecoder, TxRecord, tx_record
 from sim.chain.session import ChainSession
 from sim.market.feemarket import BackgroundBid, BackgroundDemand, FeeMarket, no_background
-from sim.market.mempool import Mempool, PendingTx, SubmitResult, TxIntent
+from sim.market.mempool import Mempool, PendingTx, Submission, SubmitResult
 
 SKIP_FEE_CAP = "fee_cap_below_base_fee"
 SKIP_NO_SPACE = "no_space"
@@ -203,16 +203,16 @@ class BlockBuilder:
         """Base fee of the block about to be built (agents price their bids with it)."""
         return self.fee_market.base_fee_for_next(self.session.head())
 
-    def submit(self, intent: TxIntent) -> SubmitResult:
-        """Put an intent in the mempool. A refused or replaced transaction is reported in the
-        next ``BlockResult.dropped`` as well as in the returned result."""
+    def submit(self, submission: Submission) -> SubmitResult:
+        """Put a signed transaction in the mempool. A refused or replaced transaction is
+        reported in the next ``BlockResult.dropped`` as well as in the returned result."""
         block = self.next_block_number()
-        signed = intent.signed
-        result = self.mempool.submit(intent, block, self.session.confirmed_nonce(signed.sender))
+        signed = submission.signed
+        result = self.mempool.submit(submission, block, self.session.confirmed_nonce(signed.sender))
         if result.replaced is not None:
             self._dropped.append(_dropped(result.replaced, block, "replaced"))
         elif not result.accepted and result.reason != "already_known":
-            refused = PendingTx(intent, block, -1)
+            refused = PendingTx(submission, block, -1)
             self._dropped.append(_dropped(refused, block, result.reason))
         return result
 
@@ -241,8 +241,8 @@ class BlockBuilder:
             tx_record(
                 block=block,
                 mined=mined,
-                sender_kind=entry.intent.sender_kind,
-                label=entry.intent.label,
+                sender_kind=entry.submission.sender_kind,
+                label=entry.submission.label,
                 gas_limit=entry.signed.gas_limit,
                 submitted_block=entry.submitted_block,
                 errors=self.errors,
@@ -287,8 +287,8 @@ def _dropped(entry: PendingTx, block_number: int, reason: str) -> DroppedRecord:
     return DroppedRecord(
         tx_hash=f"0x{signed.tx_hash.hex()}",
         sender=signed.sender,
-        sender_kind=entry.intent.sender_kind,
-        label=entry.intent.label,
+        sender_kind=entry.submission.sender_kind,
+        label=entry.submission.label,
         nonce=signed.nonce,
         gas_limit=signed.gas_limit,
         max_fee_per_gas_wei=signed.max_fee_per_gas_wei,

@@ -49,67 +49,6 @@ def no_background(_step: int, _base_fee_wei: int) -> tuple[BackgroundBid, ...]:
     return ()
 
 
-@dataclass(frozen=True)
-class ConstantBackground:
-    """The same background bid in every block."""
-
-    gas: int
-    priority_fee_wei: int
-    max_fee_wei: int | None = None
-
-    def __call__(self, _step: int, _base_fee_wei: int) -> tuple[BackgroundBid, ...]:
-        return (BackgroundBid(self.gas, self.priority_fee_wei, self.max_fee_wei),)
-
-
-@dataclass(frozen=True)
-class BackgroundSeries:
-    """A scenario time series: one bid per step (gas, priority fee, optional fee cap)."""
-
-    gas: tuple[int, ...]
-    priority_fee_wei: tuple[int, ...]
-    max_fee_wei: tuple[int | None, ...] | None = None
-
-    def __post_init__(self) -> None:
-        n = len(self.gas)
-        if len(self.priority_fee_wei) != n:
-            raise ValueError(
-                f"background series: {n} gas values but {len(self.priority_fee_wei)} priority fees"
-            )
-        if self.max_fee_wei is not None and len(self.max_fee_wei) != n:
-            raise ValueError(
-                f"background series: {n} gas values but {len(self.max_fee_wei)} fee caps"
-            )
-        for step in range(n):
-            self._bid(step)  # validates every entry now, not mid-run
-
-    @classmethod
-    def from_values(
-        cls,
-        gas: Sequence[int],
-        priority_fee_wei: Sequence[int] | int,
-        max_fee_wei: Sequence[int | None] | int | None = None,
-    ) -> BackgroundSeries:
-        """Build from sequences (a scalar fee applies to every step)."""
-        n = len(gas)
-        prio = (priority_fee_wei,) * n if isinstance(priority_fee_wei, int) else priority_fee_wei
-        if max_fee_wei is None or isinstance(max_fee_wei, int):
-            caps = None if max_fee_wei is None else (max_fee_wei,) * n
-        else:
-            caps = tuple(max_fee_wei)
-        return cls(tuple(int(g) for g in gas), tuple(int(p) for p in prio), caps)
-
-    def _bid(self, step: int) -> BackgroundBid:
-        cap = None if self.max_fee_wei is None else self.max_fee_wei[step]
-        return BackgroundBid(self.gas[step], self.priority_fee_wei[step], cap)
-
-    def __call__(self, step: int, _base_fee_wei: int) -> tuple[BackgroundBid, ...]:
-        if not 0 <= step < len(self.gas):
-            raise ValueError(
-                f"background series covers steps 0..{len(self.gas) - 1}, step {step} requested"
-            )
-        return (self._bid(step),)
-
-
 class FeeMarket:
     """The modelled base fee of each block: EIP-1559 over our gas plus background gas.
 

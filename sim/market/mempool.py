@@ -1,4 +1,4 @@
-"""The mempool: signed transaction intents waiting for a block.
+"""The mempool: signed transactions waiting for a block.
 
 Rules (geth-like):
 
@@ -8,9 +8,9 @@ Rules (geth-like):
   ("underpriced_replacement") and the old one stays.
 * A transaction whose nonce the chain already used is refused ("nonce_too_low"); the same hash
   twice is refused ("already_known").
-* Expiry: an intent may carry ``expiry_block`` (the last block it may enter); the mempool may also
-  have ``max_pending_blocks`` (a transaction still pending after that many blocks is dropped).
-  What happens to the sender's later nonces is the block builder's job (it drops them and
+* Expiry: a submission may carry ``expiry_block`` (the last block it may enter); the mempool
+  may also have ``max_pending_blocks`` (a transaction still pending after that many blocks is
+  dropped). What happens to the sender's later nonces is the block builder's job (it drops them and
   rewinds the session's nonce).
 
 ``submitted_block`` is the number of the first block a transaction could enter (the block being
@@ -27,38 +27,39 @@ from sim.chain.session import SignedTx
 
 
 @dataclass(frozen=True)
-class TxIntent:
-    """A signed transaction and what it is for."""
+class Submission:
+    """A signed transaction as submitted to the mempool: who sent it (kind), what it is for
+    (label) and the last block it may enter."""
 
     signed: SignedTx
     sender_kind: str  # "trader", "liquidator", "oracle", "arbitrageur", "setup", ...
-    label: str = ""  # intent, e.g. "liquidate:0xabc/1"
+    label: str = ""  # what it is for, e.g. "liquidate:0xabc/1"
     expiry_block: int | None = None  # last block it may be included in
 
 
 @dataclass(frozen=True)
 class PendingTx:
-    """An intent in the mempool, with when it arrived."""
+    """A submission in the mempool, with when it arrived."""
 
-    intent: TxIntent
+    submission: Submission
     submitted_block: int
     seq: int  # global arrival order, the deterministic tie-break
 
     @property
     def signed(self) -> SignedTx:
-        return self.intent.signed
+        return self.submission.signed
 
     @property
     def sender(self) -> str:
-        return self.intent.signed.sender
+        return self.submission.signed.sender
 
     @property
     def nonce(self) -> int:
-        return self.intent.signed.nonce
+        return self.submission.signed.nonce
 
     @property
     def tx_hash(self) -> bytes:
-        return self.intent.signed.tx_hash
+        return self.submission.signed.tx_hash
 
 
 @dataclass(frozen=True)
@@ -99,9 +100,11 @@ class Mempool:
     def __contains__(self, tx_hash: object) -> bool:
         return tx_hash in self._hashes
 
-    def submit(self, intent: TxIntent, submitted_block: int, confirmed_nonce: int) -> SubmitResult:
-        """Add ``intent``; ``confirmed_nonce`` is the sender's nonce on chain."""
-        signed = intent.signed
+    def submit(
+        self, submission: Submission, submitted_block: int, confirmed_nonce: int
+    ) -> SubmitResult:
+        """Add ``submission``; ``confirmed_nonce`` is the sender's nonce on chain."""
+        signed = submission.signed
         if signed.tx_hash in self._hashes:
             return SubmitResult(False, "already_known")
         if signed.nonce < confirmed_nonce:
@@ -110,7 +113,7 @@ class Mempool:
         old = queue.get(signed.nonce)
         if old is not None and not bumps(old.signed, signed, self.price_bump_pct):
             return SubmitResult(False, "underpriced_replacement")
-        entry = PendingTx(intent, submitted_block, next(self._seq))
+        entry = PendingTx(submission, submitted_block, next(self._seq))
         queue[signed.nonce] = entry
         self._hashes.add(signed.tx_hash)
         if old is None:
@@ -148,7 +151,7 @@ class Mempool:
         return [entry for entry in self.pending() if self.is_expired(entry, block_number)]
 
     def is_expired(self, entry: PendingTx, block_number: int) -> bool:
-        expiry = entry.intent.expiry_block
+        expiry = entry.submission.expiry_block
         if expiry is not None and expiry < block_number:
             return True
         limit = self.max_pending_blocks

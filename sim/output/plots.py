@@ -13,7 +13,10 @@ import pandas as pd
 PNG_META = {"Software": None}  # no version stamp: byte-identical PNGs for identical tables
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
+    """Lay out ``fig``, write it to ``path`` as a PNG (110 dpi, no version stamp; parent folders
+    created) and close it. Every liqsim plot, of a run or of an experiment, is saved here."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=110, metadata=PNG_META)
     plt.close(fig)
@@ -61,7 +64,7 @@ def plot_prices(
         ax.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("block")
     fig.suptitle("External, oracle and venue prices")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_liquidations(blocks: pd.DataFrame, path: Path) -> Path:
@@ -92,7 +95,7 @@ def plot_liquidations(blocks: pd.DataFrame, path: Path) -> Path:
     )
     ax.legend(loc="upper left", fontsize=8)
     ax.set_title("Liquidations")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_fees(blocks: pd.DataFrame, path: Path) -> Path:
@@ -128,7 +131,7 @@ def plot_fees(blocks: pd.DataFrame, path: Path) -> Path:
     ax3.set_xlabel("block")
     ax3.legend(fontsize=8)
     fig.suptitle("Block space: fees and demand")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_insurance(blocks: pd.DataFrame, path: Path) -> Path:
@@ -148,7 +151,7 @@ def plot_insurance(blocks: pd.DataFrame, path: Path) -> Path:
     ax2.set_ylabel("bad debt (k USD)")
     fig.legend(loc="upper right", fontsize=8)
     ax.set_title("Insurance fund and bad debt")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_run(tables: dict[str, pd.DataFrame], names: list[str], folder: Path) -> list[Path]:

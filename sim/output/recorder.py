@@ -12,14 +12,12 @@ from mesa import DataCollector
 
 from sim.chain.events import Event
 from sim.exchange.book import CROSS, contagion_markets, position_notional
+from sim.units import GWEI, USD
 
 if TYPE_CHECKING:
     from sim.chain.records import TxRecord
     from sim.market.builder import BlockResult
     from sim.model import LiqSimModel
-
-GWEI = 1e9
-USD = 1e6
 
 
 class Recorder:
@@ -212,13 +210,9 @@ class Recorder:
 
 def trader_table(model: LiqSimModel) -> pd.DataFrame:
     """Every trader's drawn exposure, one row per trader and market (inputs of the run)."""
-    from agents.trader import Trader  # the model imports this module: import late
-
     names = model.scenario.market_names
     rows = []
-    for agent in model.agents:
-        if not isinstance(agent, Trader):
-            continue
+    for agent in model.traders:
         p = agent.profile
         k = len(p.markets)
         for m, d in zip(p.markets, p.directions, strict=True):

@@ -8,8 +8,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-GWEI = 1e9
-
 
 def _f(x: Any) -> float | None:
     """JSON-friendly float (None for NaN)."""

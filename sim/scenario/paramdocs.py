@@ -116,4 +116,3 @@ def with_model_doc_parameters(text: str) -> str:
     head, rest = text.split(_BEGIN, 1)
     _, tail = rest.split(_END, 1)
     return f"{head}{_BEGIN}\n\n{model_doc_parameters()}\n{_END}{tail}"
-

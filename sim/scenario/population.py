@@ -7,12 +7,27 @@ random numbers): same markets, directions, leverage, collateral, entry and holdi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from agents.trader import TraderProfile
 from sim.scenario.schema import Scenario
+from sim.units import USD
 
-USD = 10**6
+
+@dataclass(frozen=True)
+class TraderProfile:
+    """One trader's draws (made before the margin mode is applied, so both arms share them)."""
+
+    markets: tuple[int, ...]
+    directions: tuple[int, ...]  # +1 long, -1 short, per market
+    leverage: float  # total notional / collateral
+    collateral_units: int
+    wallet_units: int  # kept outside the exchange for top-ups
+    entry_block: int
+    holding_blocks: int
+    stop_loss: float  # fraction of deposited collateral lost that triggers a close; 0 = none
+    mode: str  # "cross" or "isolated" (drawn; experiments may override)
 
 
 def _leverage(rng: np.random.Generator, lo: float, hi: float, kind: str) -> float:

@@ -195,6 +195,11 @@ class Crash:
         60, "Blocks over which the recovery is regained.", unit="blocks", gt=0
     )
 
+    @property
+    def end_block(self) -> int:
+        """First block after the fall."""
+        return self.start_block + self.duration_blocks
+
 
 @dataclass(frozen=True)
 class Exchange:
@@ -625,10 +630,10 @@ class Scenario:
     def _validate_windows(self) -> None:
         blocks = self.run.blocks
         c = self.crash
-        if c.enabled and c.start_block + c.duration_blocks > blocks:
+        if c.enabled and c.end_block > blocks:
             raise ConfigError(
                 "crash.start_block",
-                f"crash window [{c.start_block}, {c.start_block + c.duration_blocks}) does not "
+                f"crash window [{c.start_block}, {c.end_block}) does not "
                 f"fit in the run (run.blocks = {blocks}); move or shorten the crash, or set "
                 f"crash.enabled = false",
             )
@@ -674,11 +679,6 @@ class Scenario:
             raise KeyError(
                 f"no market named {name!r} (markets: {', '.join(self.market_names)})"
             ) from None
-
-    @property
-    def crash_end_block(self) -> int:
-        """First block after the crash window."""
-        return self.crash.start_block + self.crash.duration_blocks
 
     def fingerprint(self) -> str:
         """SHA-256 of the resolved TOML: equal for equal scenarios (e.g. to key sweep runs)."""

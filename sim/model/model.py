@@ -1,11 +1,13 @@
 """The liqsim Mesa model: one step is one block.
 
 Each step: (1) the external market is at its price for this block (exogenous path plus the
-decaying impact of agents' earlier external trades); (2) agents observe the chain as of the last
-block (:class:`sim.exchange.view.ChainView`) and the external price as of their own latency, and submit
-signed transactions to the mempool; (3) the block builder orders them by priority fee under the
-gas limit left by background demand, applies the EIP-1559 base fee, and (4) the block executes on
-the EVM; (5) receipts and decoded events go back to the agents, the view and the recorder.
+decaying impact of agents' earlier external trades); (2) each agent, in a shuffled order, is
+handed what it may know (:class:`sim.model.observation.AgentView`: the chain as of the last
+block, the mempool, the external price at its latency) and returns intents, which its wallet
+(:mod:`sim.wallet`) signs and submits to the mempool; (3) the block builder orders them by
+priority fee under the gas limit left by background demand, applies the EIP-1559 base fee, and
+(4) the block executes on the EVM; (5) receipts and decoded events go back to the wallets, the
+agents, the view and the recorder.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import mesa
 import numpy as np
 
 from agents.arbitrageur import Arbitrageur
-from agents.base import GWEI, ChainAgent
+from agents.base import ChainAgent
 from agents.liquidator import Liquidator
 from agents.oracle_reporter import OracleReporter
 from agents.trader import Trader
@@ -26,25 +28,27 @@ from sim.chain.backend import GenesisConfig
 from sim.chain.events import Event, EventDecoder
 from sim.chain.session import ChainSession
 from sim.exchange.book import AccountState, MarketRisk
-from sim.exchange.client import (
-    USD,
-    Call,
-    System,
-    deploy_system,
-    error_decoder,
-)
+from sim.exchange.client import Call, System, deploy_system, error_decoder
 from sim.exchange.from_scenario import system_config
 from sim.exchange.view import ChainView, OracleState, VenueState
 from sim.market.background import BackgroundDemand
 from sim.market.builder import BlockBuilder, BlockResult
+from sim.model.agent_params import (
+    arbitrageur_params,
+    liquidator_params,
+    reporter_params,
+    trader_params,
+)
+from sim.model.observation import AgentView, FeeEstimates, MempoolWindow
+from sim.model.venue_flow import VenueFlow
 from sim.output.recorder import Recorder
 from sim.scenario.population import draw_traders
-from sim.scenario.pricepath import ExternalMarket
+from sim.scenario.pricepath import BackgroundProfile, ExternalMarket
 from sim.scenario.schema import Scenario
+from sim.units import ETHER, gwei_to_wei, usd_to_units
+from sim.wallet import Wallet
 
-ETHER = 10**18
 GAS_FREE_BLOCK_GAS_LIMIT = 2_000_000_000  # "unlimited" block space when gas friction is off
-PPM = 10**6
 
 
 @dataclass(frozen=True)
@@ -90,26 +94,30 @@ class LiqSimModel(mesa.Model):
         prices0 = [self.external.price_e8(i, 0) for i in range(len(scenario.markets))]
         self.system: System = deploy_system(self.session, system_config(scenario, prices0))
         self.decoder = EventDecoder()
-        self._set_up_wallets(profiles)
+        self._fund_accounts(profiles)
         self.view = self._initial_view()
 
-        self.background = BackgroundDemand(self, enabled=not self.gas_free)
+        profile = None if self.gas_free else BackgroundProfile.from_scenario(scenario)
+        self.background = BackgroundDemand(profile)
         self.builder = BlockBuilder(
             self.session,
             background=self.background,
             errors=error_decoder(),
             start_base_fee_wei=0
             if self.gas_free
-            else int(scenario.chain.initial_base_fee_gwei * GWEI),
+            else gwei_to_wei(scenario.chain.initial_base_fee_gwei),
         )
         self.view.next_base_fee_wei = self.builder.base_fee_wei()
+        self.wallets: dict[str, Wallet] = {}
+        self.traders: list[Trader] = []
         self._make_agents(profiles, agent_rng)
         self.by_address: dict[str, ChainAgent] = {
             a.address: a for a in self.agents if isinstance(a, ChainAgent)
         }
         self.liquidatable: list[AccountState] = []
-        # others' net base flow per venue not yet absorbed by arbitrage (agents.arbitrageur)
-        self.venue_flow_base = [0] * len(scenario.markets)
+        self.venue_flow = VenueFlow(
+            len(scenario.markets), lambda owner: isinstance(self.by_address.get(owner), Arbitrageur)
+        )
         self.recorder = Recorder(self)
 
     # ------------------------------------------------------------------ set-up
@@ -127,7 +135,7 @@ class LiqSimModel(mesa.Model):
         ]
         balances += [(accounts[i].address, 1_000 * ETHER) for i in r.arbitrageurs]
         gas_limit = GAS_FREE_BLOCK_GAS_LIMIT if self.gas_free else s.chain.block_gas_limit
-        base_fee = 0 if self.gas_free else int(s.chain.initial_base_fee_gwei * GWEI)
+        base_fee = 0 if self.gas_free else gwei_to_wei(s.chain.initial_base_fee_gwei)
         genesis = GenesisConfig(
             block_gas_limit=gas_limit, base_fee_wei=base_fee, balances=tuple(balances)
         )
@@ -138,14 +146,14 @@ class LiqSimModel(mesa.Model):
     def _address(self, index: int) -> str:
         return self.session.accounts[index].address
 
-    def _set_up_wallets(self, profiles) -> None:
+    def _fund_accounts(self, profiles) -> None:
         """Mint each trader its collateral and top-up wallet and approve the exchange; open and
         fund each arbitrageur's CROSS subaccount. Set-up blocks come before block 0."""
         system = self.system
         calls: list[Call] = []
         for i, p in zip(self.roles.traders, profiles, strict=True):
             calls += system.fund_trader_calls(self._address(i), p.collateral_units + p.wallet_units)
-        arb_units = int(self.scenario.arbitrageurs.collateral_usd * USD)
+        arb_units = usd_to_units(self.scenario.arbitrageurs.collateral_usd)
         for i in self.roles.arbitrageurs:
             calls += system.fund_trader_calls(self._address(i), arb_units)
             calls += system.open_account_calls(
@@ -188,29 +196,37 @@ class LiqSimModel(mesa.Model):
         return view
 
     def _make_agents(self, profiles, agent_rng: np.random.Generator) -> None:
+        """Create the agents in a fixed order (reporter, traders, liquidators, arbitrageurs),
+        each with its parameters and a wallet for its account."""
         s = self.scenario
-        OracleReporter(self, self._address(self.roles.reporter))
+        reporter = OracleReporter(self, self._address(self.roles.reporter), reporter_params(s))
+        self._add_wallet(reporter, fee_cap_multiplier=s.oracle.max_fee_multiplier)
         override = s.run.margin_mode_override
+        params = trader_params(s)
         for i, p in zip(self.roles.traders, profiles, strict=True):
-            Trader(self, self._address(i), p, p.mode if override == "none" else override)
+            mode = p.mode if override == "none" else override
+            trader = Trader(self, self._address(i), p, mode, params)
+            self.traders.append(trader)
+            self._add_wallet(trader)
         lq = s.liquidators
         for i in self.roles.liquidators:
             latency = int(agent_rng.integers(lq.latency_blocks_min, lq.latency_blocks_max + 1))
-            Liquidator(self, self._address(i), latency)
+            self._add_wallet(Liquidator(self, self._address(i), liquidator_params(s, latency)))
         for k, i in enumerate(self.roles.arbitrageurs):
-            Arbitrageur(self, self._address(i), offset=k)
+            self._add_wallet(Arbitrageur(self, self._address(i), arbitrageur_params(s, k)))
 
-    # ------------------------------------------------------------ agent services
+    def _add_wallet(self, agent: ChainAgent, fee_cap_multiplier: float = 2) -> None:
+        self.wallets[agent.address] = Wallet(
+            agent.address,
+            agent.kind,
+            self.session,
+            self.builder,
+            self.system,
+            gas_free=self.gas_free,
+            fee_cap_multiplier=fee_cap_multiplier,
+        )
 
-    def next_base_fee_wei(self) -> int:
-        return self.view.next_base_fee_wei
-
-    def priority_fee(self, wanted_wei: int) -> int:
-        return 0 if self.gas_free else wanted_wei
-
-    def fee_cap_wei(self, priority_fee_wei: int) -> int:
-        """A wallet's fee cap: twice the next base fee plus the priority fee."""
-        return 2 * self.next_base_fee_wei() + priority_fee_wei
+    # ------------------------------------------------------------ observation
 
     def gas_token_price_usd(self) -> float:
         c = self.scenario.chain
@@ -218,46 +234,50 @@ class LiqSimModel(mesa.Model):
             return self.external.price(c.gas_token_market, self.block)
         return c.gas_token_price_usd
 
-    def gas_cost_usd(self, gas_used: int, priority_fee_wei: int) -> float:
-        if self.gas_free:
-            return 0.0
-        return (
-            gas_used
-            * (self.next_base_fee_wei() + priority_fee_wei)
-            / 1e18
-            * self.gas_token_price_usd()
-        )
-
-    def rival_bid_wei(self, label: str, me: str) -> int | None:
-        """Highest priority fee of another sender's pending transaction with ``label``."""
-        bids = [
-            p.signed.max_priority_fee_per_gas_wei
-            for p in self.builder.mempool.pending()
-            if p.intent.label == label and p.sender != me
-        ]
-        return max(bids) if bids else None
-
     def confirm_liquidatable(
         self, candidates: Sequence[AccountState]
     ) -> list[tuple[AccountState, int]]:
-        """One ``healthOf`` call: the candidates the chain says are liquidatable, with equity."""
-        owners = [a.owner for a in candidates]
-        subs = [a.subaccount for a in candidates]
-        healths = self.system.exchange.functions.healthOf(owners, subs).call()
+        """One ``healthOf`` read: the candidates the chain says are liquidatable, with equity."""
+        healths = self.system.healths(
+            [a.owner for a in candidates], [a.subaccount for a in candidates]
+        )
         return [(a, h[0]) for a, h in zip(candidates, healths, strict=True) if h[4]]
+
+    def view_for(self, agent: ChainAgent) -> AgentView:
+        """What ``agent`` may know this step."""
+        wallet = self.wallets[agent.address]
+        return AgentView(
+            step=self.block,
+            block_time_s=self.session.block_time_s,
+            chain=self.view,
+            mempool=MempoolWindow(self.builder.mempool),
+            fees=FeeEstimates(self.view.next_base_fee_wei, self.gas_free, self.gas_token_price_usd),
+            liquidatable=self.liquidatable,
+            _external=self.external,
+            _health_of=self.confirm_liquidatable,
+            _own_pending=wallet.pending,
+        )
+
+    def act(self, agent: mesa.Agent) -> None:
+        """Let ``agent`` decide on this step's view; its wallet carries out the intents."""
+        wallet = self.wallets.get(getattr(agent, "address", None))
+        if wallet is None:
+            return  # not an agent with an account
+        decisions = agent.decide(self.view_for(agent))
+        wallet.carry_out(decisions, self.block, self.view.next_base_fee_wei)
 
     # --------------------------------------------------------------------- step
 
     def step(self) -> None:
-        for agent in self.by_address.values():  # creation order: deterministic
-            agent.reprice_stuck()
-        self.agents.shuffle_do("step")
+        for wallet in self.wallets.values():  # creation order: deterministic
+            wallet.reprice_stuck(self.block, self.view.next_base_fee_wei)
+        self.agents.shuffle_do(self.act)
         result = self.builder.build_block()
         self._absorb(result)
         self.block += 1
 
     def _absorb(self, result: BlockResult) -> None:
-        """Hand receipts and events to agents, the view and the recorder."""
+        """Hand receipts and events to wallets, agents, the view and the recorder."""
         block_events: list[Event] = []
         for rec, mined in zip(result.records, result.block.txs, strict=True):
             events = self.decoder.decode_all(
@@ -265,15 +285,18 @@ class LiqSimModel(mesa.Model):
             )
             self.recorder.before_tx(rec, events)
             self.view.apply(events)
-            self._track_venue_flow(events)
+            self.venue_flow.track(events)
             block_events += events
             agent = self.by_address.get(rec.sender)
             if agent is not None:
-                agent.notify_included(rec, events)
+                self.wallets[rec.sender].included(rec)
+                for hedge in agent.on_included(rec, events):
+                    self.venue_flow.hedge(hedge, self.external, self.block)
         for dropped in result.dropped:
             agent = self.by_address.get(dropped.sender)
             if agent is not None:
-                agent.notify_dropped(dropped)
+                self.wallets[dropped.sender].dropped(dropped)
+                agent.on_dropped(dropped)
         self.view.block_number = result.block.number
         self.view.timestamp_s = result.block.timestamp
         self.view.next_base_fee_wei = result.next_base_fee_wei
@@ -281,16 +304,6 @@ class LiqSimModel(mesa.Model):
             self.view.margin_prices_e8(), self.block
         )
         self.recorder.after_block(result, block_events)
-
-    def _track_venue_flow(self, events: list[Event]) -> None:
-        """Accumulate non-arbitrage trades and liquidation closes executed on the venues."""
-        for ev in events:
-            if ev.name == "Traded" and not isinstance(
-                self.by_address.get(ev.args["owner"]), Arbitrageur
-            ):
-                self.venue_flow_base[ev.args["market"]] += ev.args["sizeDelta"]
-            elif ev.name == "PositionLiquidated":
-                self.venue_flow_base[ev.args["market"]] += ev.args["sizeClosed"]
 
     def run(self, blocks: int | None = None, progress=None) -> None:
         """Run ``blocks`` steps (the scenario's length by default)."""
