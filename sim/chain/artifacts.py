@@ -93,11 +93,21 @@ def sources_hash(contracts_dir: Path = CONTRACTS_DIR) -> str:
     return h.hexdigest()
 
 
+EXCHANGE_INTERFACE = "IMarginExchange"  # structs, errors and events of the exchange
+
+
+def interface_entries(kind: str, name: str = EXCHANGE_INTERFACE) -> list[dict]:
+    """ABI entries of ``kind`` ("event", "error", ...) declared by interface ``name``."""
+    return [e for e in load_artifact(name).abi if e.get("type") == kind]
+
+
 def all_abi_entries(kind: str) -> list[dict]:
-    """Every ABI entry of ``kind`` ("error", "event", ...) across the compiled contracts."""
+    """Every ABI entry of ``kind`` ("error", "event", ...): the exchange interface's first (the
+    single place the event decoder and the account mirror follow), then the other compiled
+    contracts' (oracle feeds, venues, token)."""
     entries: list[dict] = []
     seen: set[str] = set()
-    for name in load_manifest()["contracts"]:
+    for name in [*load_manifest().get("interfaces", []), *load_manifest()["contracts"]]:
         for entry in load_artifact(name).abi:
             if entry.get("type") != kind:
                 continue

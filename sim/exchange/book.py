@@ -155,6 +155,19 @@ class AccountBook:
     def health(self, account: AccountState, prices_e8: Sequence[int]) -> Health:
         return health_of(account, prices_e8, self.risk)
 
+    # IMarginExchange events that change no account (the mirror handles every other one with
+    # an ``_on_<Event>`` method; tests/test_mirror.py checks the two lists cover the interface)
+    NO_ACCOUNT_CHANGE = frozenset(
+        {
+            "MarketAdded",
+            "MarketParamsUpdated",
+            "InsuranceDeposited",
+            "CounterpartyFunded",
+            "FundingAccrued",
+            "BadDebtRecorded",
+        }
+    )
+
     def apply(self, events: Iterable[Event]) -> None:
         """Apply decoded exchange events in chain order."""
         for ev in events:
