@@ -41,6 +41,15 @@ def print_summary(summary: dict, folder: Path | None) -> None:
         f"{_fmt_usd(summary['traders']['losses_usd'])}, "
         f"contagion positions {summary['contagion']['positions']}"
     )
+    losses = summary.get("losses")
+    if losses:
+        neg = losses["unliquidated_negative_equity_usd"]
+        short = losses["shortfall_usd"]
+        print(
+            f"unliquidated negative equity {_fmt_usd(neg['end'])} at the end (peak "
+            f"{_fmt_usd(neg['peak'])}), shortfall marked to market {_fmt_usd(short['end'])} "
+            f"(peak {_fmt_usd(short['peak'])})"
+        )
     if amp.get("factor") is not None:
         print(
             f"cascade amplification: {amp['factor']:.2f} ({amp['liquidations']} liquidations vs "

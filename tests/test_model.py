@@ -121,6 +121,24 @@ def test_insurance_and_bad_debt_series_match_chain(crashy_model):
     assert round(blocks["bad_debt_usd"].iloc[-1] * 1e6) == ex.totalBadDebt().call()
 
 
+def test_negative_equity_and_shortfall_series_match_chain(crashy_model):
+    """The losses marked to market come from the chain's own health views: every account with
+    positions and negative equity counts, whether or not anyone liquidates it."""
+    m = crashy_model
+    blocks = m.recorder.tables()["blocks"]
+    ex = m.system.exchange.functions
+    keys = [k for k, a in m.view.book.accounts.items() if a.positions]
+    healths = ex.healthOf([k[0] for k in keys], [k[1] for k in keys]).call() if keys else []
+    negative = sum(-h[0] for h in healths if h[0] < 0)
+    last = blocks.iloc[-1]
+    assert round(last["negative_equity_usd"] * 1e6) == negative
+    assert last["underwater_accounts"] == sum(1 for h in healths if h[0] < 0)
+    expected = max(0, negative + ex.totalBadDebt().call() - ex.insuranceFund().call())
+    assert round(last["shortfall_usd"] * 1e6) == expected
+    assert (blocks["shortfall_usd"] >= 0).all()
+    assert (blocks["negative_equity_external_usd"] >= 0).all()
+
+
 def test_losing_liquidators_pay_gas(crashy_model):
     tx = crashy_model.recorder.tables()["transactions"]
     liq = tx[tx["sender_kind"] == "liquidator"]

@@ -2,7 +2,8 @@
 summary.json, scenario.toml) only.
 
 ``METRICS`` lists every metric an experiment can report, with its label and unit. Most come
-straight from ``summary.json`` (:mod:`sim.output.summary`); two are computed here from the tables:
+straight from ``summary.json`` (:mod:`sim.output.summary`, its ``losses`` section gives the
+shortfall marked to market and peak negative equity); two are computed here from the tables:
 
 * ``negative_equity_usd``: latent bad debt, the negative equity of trader subaccounts still
   holding positions at the end of the run (accounts nobody liquidated, for instance because a
@@ -65,6 +66,9 @@ METRICS: dict[str, Metric] = {
         Metric("delay_max_blocks", "worst liquidation delay", "blocks", "{:,.1f}"),
         Metric("bad_debt_usd", "bad debt", "USD"),
         Metric("negative_equity_usd", "unliquidated negative equity", "USD"),
+        Metric("negative_equity_peak_usd", "peak unliquidated negative equity", "USD"),
+        Metric("shortfall_usd", "shortfall marked to market (end)", "USD"),
+        Metric("shortfall_peak_usd", "peak shortfall marked to market", "USD"),
         Metric("insurance_drawdown_usd", "insurance-fund drawdown", "USD"),
         Metric("trader_losses_usd", "trader losses", "USD"),
         Metric("contagion_positions", "contagion positions", "count", "{:,.2f}"),
@@ -130,6 +134,19 @@ def capital_needed(
     return cross_total, isolated_total
 
 
+def _loss_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """Peak negative equity and the shortfall marked to market (runs written before these
+    figures existed give NaN)."""
+    losses = summary.get("losses") or {}
+    neg = losses.get("unliquidated_negative_equity_usd") or {}
+    short = losses.get("shortfall_usd") or {}
+    return {
+        "negative_equity_peak_usd": _num(neg.get("peak")),
+        "shortfall_usd": _num(short.get("end")),
+        "shortfall_peak_usd": _num(short.get("peak")),
+    }
+
+
 def run_metrics(folder: str | Path) -> dict[str, float]:
     """Every metric of ``METRICS`` for the run in ``folder``."""
     folder = Path(folder)
@@ -167,6 +184,7 @@ def run_metrics(folder: str | Path) -> dict[str, float]:
         "delay_max_blocks": _num(delay["max"]),
         "bad_debt_usd": _num(summary["bad_debt_usd"]),
         "negative_equity_usd": neg,
+        **_loss_metrics(summary),
         "insurance_drawdown_usd": _num(summary["insurance_fund"]["max_drawdown_usd"]),
         "trader_losses_usd": _num(summary["traders"]["losses_usd"]),
         "contagion_positions": float(summary["contagion"]["positions"]),

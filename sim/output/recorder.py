@@ -11,7 +11,13 @@ import pandas as pd
 from mesa import DataCollector
 
 from sim.chain.events import Event
-from sim.exchange.book import CROSS, contagion_markets, position_notional
+from sim.exchange.book import (
+    CROSS,
+    AccountBook,
+    AccountState,
+    contagion_markets,
+    position_notional,
+)
 from sim.units import GWEI, USD
 
 if TYPE_CHECKING:
@@ -61,6 +67,11 @@ class Recorder:
             "open_interest_usd",
             "insurance_fund_usd",
             "bad_debt_usd",
+            "underwater_accounts",
+            "negative_equity_usd",
+            "negative_equity_external_usd",
+            "shortfall_usd",
+            "shortfall_external_usd",
         ]
         return cols
 
@@ -129,10 +140,13 @@ class Recorder:
             self.dropped.append(asdict(d))
         prios = [r.priority_fee_per_gas_wei / GWEI for r in result.records]
         prices = view.margin_prices_e8()
+        external = [model.external.price_e8(i, model.block) for i in range(view.n_markets)]
+        held = view.book.with_positions()
         oi = sum(
-            position_notional(p.size_base, prices[m])
-            for a in view.book.with_positions()
-            for m, p in a.positions.items()
+            position_notional(p.size_base, prices[m]) for a in held for m, p in a.positions.items()
+        )
+        losses = marked_losses(
+            held, view.book, prices, external, self.bad_debt_units, self.insurance_units
         )
         row: dict[str, Any] = {
             "block": model.block,
@@ -161,6 +175,7 @@ class Recorder:
             open_interest_usd=oi / USD,
             insurance_fund_usd=self.insurance_units / USD,
             bad_debt_usd=self.bad_debt_units / USD,
+            **losses,
         )
         self.current = row
         self.datacollector.collect(model)
@@ -206,6 +221,40 @@ class Recorder:
                 }
             )
         return _frame(rows, ACCOUNT_COLUMNS)
+
+
+def marked_losses(
+    held: list[AccountState],
+    book: AccountBook,
+    margin_prices_e8: list[int],
+    external_prices_e8: list[int],
+    bad_debt_units: int,
+    insurance_units: int,
+) -> dict[str, float]:
+    """The protocol's losses marked to market at the end of a block.
+
+    Negative equity of every account still holding positions (nobody has liquidated it yet:
+    losses that exist whether or not anyone liquidates), valued at the exchange's margin prices
+    and at the external prices; the shortfall is that negative equity plus the bad debt already
+    recorded, less the insurance fund still available, floored at zero (what the protocol could
+    not pay if every underwater account were closed at those prices now)."""
+    negative = negative_ext = 0
+    underwater = 0
+    for a in held:
+        eq = book.health(a, margin_prices_e8).equity_units
+        if eq < 0:
+            negative -= eq
+            underwater += 1
+        eq_ext = book.health(a, external_prices_e8).equity_units
+        if eq_ext < 0:
+            negative_ext -= eq_ext
+    return {
+        "underwater_accounts": underwater,
+        "negative_equity_usd": negative / USD,
+        "negative_equity_external_usd": negative_ext / USD,
+        "shortfall_usd": max(0, negative + bad_debt_units - insurance_units) / USD,
+        "shortfall_external_usd": max(0, negative_ext + bad_debt_units - insurance_units) / USD,
+    }
 
 
 def trader_table(model: LiqSimModel) -> pd.DataFrame:

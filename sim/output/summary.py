@@ -99,6 +99,7 @@ def summarize(tables: dict[str, pd.DataFrame], facts: dict[str, Any]) -> dict[st
         },
         "bad_debt_usd": _f(liq["bad_debt_usd"].sum()) if not liq.empty else 0.0,
         "underwater_unliquidated": _underwater(accounts),
+        "losses": losses(blocks, liq, facts["initial_insurance_usd"]),
         "insurance_fund": {
             "initial_usd": _f(facts["initial_insurance_usd"]),
             "final_usd": _f(insurance.iloc[-1]),
@@ -124,6 +125,36 @@ def summarize(tables: dict[str, pd.DataFrame], facts: dict[str, Any]) -> dict[st
             "mean": _f(blocks["base_fee_gwei"].mean()) if not blocks.empty else None,
             "max": _f(blocks["base_fee_gwei"].max()) if not blocks.empty else None,
         },
+    }
+
+
+def _peak_end(series: pd.Series) -> dict[str, float | None]:
+    if series.empty:
+        return {"peak": 0.0, "end": 0.0}
+    return {"peak": _f(series.max()), "end": _f(series.iloc[-1])}
+
+
+def losses(blocks: pd.DataFrame, liq: pd.DataFrame, initial_insurance_usd: float) -> dict:
+    """Losses where they happen, from the per-block series: realized bad debt; negative equity
+    of accounts nobody has liquidated yet (peak over the run and at the end, at the margin and
+    at the external prices); the insurance fund's drawdown; and the shortfall marked to market
+    (negative equity + bad debt - insurance available, floored at 0)."""
+    insurance = blocks["insurance_fund_usd"] if not blocks.empty else pd.Series(dtype=float)
+    empty = pd.Series(dtype=float)
+
+    def col(name: str) -> pd.Series:
+        return blocks.get(name, empty)
+
+    return {
+        "bad_debt_usd": _f(liq["bad_debt_usd"].sum()) if not liq.empty else 0.0,
+        "unliquidated_negative_equity_usd": _peak_end(col("negative_equity_usd")),
+        "unliquidated_negative_equity_external_usd": _peak_end(col("negative_equity_external_usd")),
+        "underwater_accounts": _peak_end(col("underwater_accounts")),
+        "insurance_drawdown_usd": _f(initial_insurance_usd - insurance.min())
+        if not insurance.empty
+        else 0.0,
+        "shortfall_usd": _peak_end(col("shortfall_usd")),
+        "shortfall_external_usd": _peak_end(col("shortfall_external_usd")),
     }
 
 
