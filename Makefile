@@ -10,7 +10,7 @@ SCENARIO ?= scenarios/default.toml
 SEED ?= 1
 OUT ?= runs/default-seed$(SEED)
 
-.PHONY: run demo test lint contracts bench clean
+.PHONY: run demo test soak lint contracts bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ $(NODE_STAMP): package.json package-lock.json
 	touch $(NODE_STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/liqsim run $(SCENARIO) --seed $(SEED) --out $(OUT)
+	$(VENV)/bin/liqsim run $(SCENARIO) --seed $(SEED) --out $(OUT) --force
 
 demo: $(STAMP)
 	$(VENV)/bin/liqsim demo
@@ -31,6 +31,11 @@ demo: $(STAMP)
 test: $(STAMP) $(NODE_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
+
+# The Hypothesis stateful test of the contracts with its soak profile (>= 10,000 steps; prints
+# steps/s). `make test` runs the same test with its short CI profile.
+soak: $(STAMP)
+	LIQSIM_SOAK=1 $(VENV)/bin/pytest -q -s tests/test_invariants.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

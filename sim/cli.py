@@ -1,25 +1,40 @@
 """The ``liqsim`` command line.
 
 liqsim run [SCENARIO] --seed N --out DIR [--blocks N] [--set path.to.param=value ...]
-liqsim demo
+           [--force] [--check]
+liqsim demo [--crash F]
+liqsim status DIR ...                   what a run or experiment folder holds (stale: killed)
 liqsim compare | amplify | sweep ...   (sim/experiments/cli.py)
 liqsim stress POSITIONS.toml ...       (sim/stress/cli.py)
+
+Exit status: 0 done; 1 the run failed (or some runs of an experiment), what was written is kept
+and its status says why; 2 a user error (bad scenario, value, file or ``--out``), one message,
+no traceback, found before any set-up; 128 + N interrupted by signal N (130 SIGINT, 143
+SIGTERM), the folder says ``interrupted``. See docs/reliability.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import sys
 from pathlib import Path
 
 from sim.scenario.loader import ConfigError
 from sim.scenario.pricepath import PricePathError
 
+EXIT_OK = 0
+EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
 def _fmt_usd(x) -> str:
     return "n/a" if x is None else f"{x:,.0f} USD"
+
+
+def _error(message: str) -> None:
+    print(f"liqsim: error: {message}", file=sys.stderr)
 
 
 def print_summary(summary: dict, folder: Path | None) -> None:
@@ -62,38 +77,120 @@ def print_summary(summary: dict, folder: Path | None) -> None:
         print(f"plots:   {folder}/plots/  (prices.png, liquidations.png, fees.png, insurance.png)")
 
 
-def _run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+# ------------------------------------------------------------------ run
 
-    from sim.scenario.schema import resolve_scenario
 
-    scenario = resolve_scenario(args.scenario, args.set, args.blocks)  # fails fast, before imports
-    from sim.api import run_scenario
+def _check_run(args: argparse.Namespace):
+    """Every check of ``liqsim run`` that needs no set-up (milliseconds, no heavy import):
+    scenario and overrides, --blocks, --seed, the price path of that seed, --out."""
+    from sim.output.runfolder import check_out
+    from sim.scenario.schema import check_blocks, check_price_path, check_seed, resolve_scenario
 
+    check_blocks(args.blocks)
+    scenario = resolve_scenario(args.scenario, args.set, args.blocks)
+    check_seed(args.seed)
+    check_price_path(scenario, args.seed)
     out = Path(args.out) if args.out else Path("runs") / f"{scenario.name}-seed{args.seed}"
+    check_out(out, force=args.force)
+    return scenario, out
+
+
+def _run(args: argparse.Namespace) -> int:
+    from sim.output.runfolder import RunFolder, interrupt_signal
+
+    scenario, out = _check_run(args)
     blocks = scenario.run.blocks
-    print(f"liqsim run: scenario '{scenario.name}', seed {args.seed}, {blocks} blocks -> {out}")
-    with tqdm(total=scenario.run.blocks, unit="block", disable=args.quiet, file=sys.stderr) as bar:
-        result = run_scenario(
-            scenario,
-            seed=args.seed,
-            out=out,
-            counterfactual=not args.no_counterfactual,
-            progress=lambda _b: bar.update(1),
+    if args.check:
+        print(
+            f"liqsim run --check: OK: scenario '{scenario.name}', seed {args.seed}, {blocks} "
+            f"blocks, {scenario.traders.count} traders -> {out}"
         )
+        return EXIT_OK
+    folder = RunFolder(out, force=args.force)  # claims --out before the slow imports
+    try:
+        from tqdm import tqdm
+
+        from sim.api import run_scenario
+    except BaseException:
+        folder.abandon()
+        raise
+    print(f"liqsim run: scenario '{scenario.name}', seed {args.seed}, {blocks} blocks -> {out}")
+    done = {"blocks": 0}
+
+    def progress(block: int) -> None:
+        done["blocks"] = block
+        bar.update(1)
+
+    try:
+        with tqdm(total=blocks, unit="block", disable=args.quiet, file=sys.stderr) as bar:
+            result = run_scenario(
+                scenario,
+                seed=args.seed,
+                out=folder,
+                counterfactual=not args.no_counterfactual,
+                progress=progress,
+            )
+    except (ConfigError, PricePathError) as exc:
+        if not folder.published:
+            raise  # found at set-up: nothing was written
+        _error(f"{exc}; what the run recorded is in {folder.path}/ (status.json: 'incomplete')")
+        return EXIT_USAGE
+    except KeyboardInterrupt as exc:
+        signum = interrupt_signal(exc)
+        where = folder.path if folder.published else folder.work
+        print(
+            f"liqsim: interrupted after {done['blocks']} blocks; {where}/status.json says "
+            "'interrupted' and the folder keeps the tables of those blocks",
+            file=sys.stderr,
+        )
+        return 128 + signum
+    except Exception as exc:
+        where = folder.path if folder.published else folder.work
+        _error(
+            f"the run failed after {done['blocks']} blocks: {type(exc).__name__}: {exc}; what it "
+            f"recorded is in {where}/ (status.json: 'incomplete', with the cause)"
+        )
+        for note in getattr(exc, "__notes__", []):
+            print(note, file=sys.stderr)
+        return EXIT_FAILED
     if not args.no_counterfactual and scenario.run.endogenous_impact:
         print(
             "(ran the same seed again without endogenous price impact for the amplification figure)"
         )
     print_summary(result.summary, result.folder)
-    return 0
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------ demo, status
 
 
 def _demo(args: argparse.Namespace) -> int:
+    crash = args.crash
+    if not (math.isfinite(crash) and 0 < crash <= 0.99):
+        raise ConfigError(
+            "--crash", f"must be a fraction between 0 and 0.99 (0.15 = a 15% fall), got {crash}"
+        )
     from sim.demo import run_demo
 
-    run_demo(crash=args.crash)
-    return 0
+    run_demo(crash=crash)
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    from sim.output.runfolder import folder_state
+
+    code = EXIT_OK
+    for path in args.folders:
+        state = folder_state(path)
+        print(state.describe())
+        if state.state == "missing":
+            code = max(code, EXIT_USAGE)
+        elif state.state != "complete":
+            code = max(code, EXIT_FAILED)
+    return code
+
+
+# ------------------------------------------------------------------ parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,9 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "scenario", nargs="?", default=None, help="scenario TOML (default: scenarios/default.toml)"
     )
-    run.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    run.add_argument("--out", default=None, help="run folder (default runs/<scenario>-seed<N>)")
-    run.add_argument("--blocks", type=int, default=None, help="override run.blocks")
+    run.add_argument("--seed", type=int, default=1, help="random seed, 0 to 2**63-1 (default 1)")
+    run.add_argument(
+        "--out",
+        default=None,
+        help="run folder, which must not exist (default runs/<scenario>-seed<N>)",
+    )
+    run.add_argument("--blocks", type=int, default=None, help="override run.blocks (<= 100,000)")
     run.add_argument(
         "--set",
         action="append",
@@ -122,15 +223,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip the second run without endogenous impact (no amplification figure)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--force",
+        action="store_true",
+        help="replace --out if it exists (once the new run ends; only liqsim folders)",
+    )
+    run.add_argument(
+        "--check",
+        action="store_true",
+        help="validate the scenario, seed and --out, then exit without running",
+    )
     run.set_defaults(func=_run)
 
     demo = sub.add_parser(
         "demo", help="scripted demo: cross vs isolated accounts through an oracle crash"
     )
     demo.add_argument(
-        "--crash", type=float, default=0.15, help="fractional fall of the ETH price (default 0.15)"
+        "--crash",
+        type=float,
+        default=0.15,
+        help="fractional fall of the ETH price, 0 to 0.99 (default 0.15)",
     )
     demo.set_defaults(func=_demo)
+
+    status = sub.add_parser(
+        "status",
+        help="what a run or experiment folder holds: complete, incomplete, interrupted, "
+        "running, or stale (its process was killed)",
+    )
+    status.add_argument("folders", nargs="+", metavar="DIR", help="run or experiment folder")
+    status.set_defaults(func=_status)
 
     from sim.experiments.cli import add_experiment_commands  # compare, amplify, sweep
     from sim.stress.cli import add_stress_command
@@ -140,16 +262,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _safe_streams() -> None:
+    """Paths and values from ``sys.argv`` may hold undecodable bytes: print them escaped
+    rather than fail on them."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):
+                reconfigure(errors="backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from sim.output.runfolder import (
+        OutputWriteError,
+        interrupt_signal,
+        interrupts_as_exceptions,
+    )
+
+    _safe_streams()
     try:
-        return args.func(args)
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2, message printed)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        with interrupts_as_exceptions():
+            return args.func(args)
     except (ConfigError, PricePathError) as exc:
-        print(f"liqsim: error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return EXIT_USAGE
     except FileNotFoundError as exc:
-        print(f"liqsim: error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return EXIT_USAGE
+    except OutputWriteError as exc:
+        _error(str(exc))
+        return EXIT_FAILED
+    except KeyboardInterrupt as exc:
+        print("liqsim: interrupted", file=sys.stderr)
+        return 128 + interrupt_signal(exc)
 
 
 if __name__ == "__main__":

@@ -79,15 +79,18 @@ def run_demo(print_fn: Callable[[str], None] = print, crash: float = 0.15) -> di
     _print_book(system, book, print_fn)
 
     decoder = EventDecoder()
+    liquidated: dict[str, list[str]] = {}  # label -> markets whose positions were closed
     print_fn("\nliquidator sweeps every liquidatable account:")
     for label, (owner, sub) in book.items():
         if not system.health(owner, sub)["liquidatable"]:
             print_fn(f"  {label:<17} healthy, left alone")
             continue
         mined = system.send(system.liquidate_call(liquidator, owner, sub, n_markets=2))
+        liquidated[label] = []
         for ev in decoder.decode_all(mined.logs):
             if ev.name == "PositionLiquidated":
                 name = system.market_names[ev.args["market"]]
+                liquidated[label].append(name)
                 pnl = _usd(ev.args["realizedPnl"])
                 print_fn(f"  {label:<17} {name} position closed, realized PnL {pnl}")
             if ev.name == "Liquidated":
@@ -103,9 +106,36 @@ def run_demo(print_fn: Callable[[str], None] = print, crash: float = 0.15) -> di
     f = system.exchange.functions
     insurance, bad = _usd(f.insuranceFund().call()), _usd(f.totalBadDebt().call())
     print_fn(f"\ninsurance fund {insurance} USD, bad debt {bad} USD")
-    print_fn("CROSS: the ETH loss took the BTC position down with it (contagion).")
-    print_fn("ISOLATED: the ETH subaccount was liquidated; the BTC subaccount survived untouched.")
+    for line in conclusions(crash, liquidated):
+        print_fn(line)
     return final
+
+
+def conclusions(crash: float, liquidated: dict[str, list[str]]) -> list[str]:
+    """The closing lines: what the crash did to each margin mode, as it happened."""
+    cross = liquidated.get("cross  (ETH+BTC)")
+    iso_eth, iso_btc = liquidated.get("isolated ETH"), liquidated.get("isolated BTC")
+    if not liquidated:
+        return [
+            f"A {crash:.0%} fall liquidated nobody: every account kept equity above its "
+            "maintenance requirement (try a larger fall, e.g. --crash 0.15)."
+        ]
+    lines = []
+    if cross is None:
+        lines.append("CROSS: the shared collateral absorbed the ETH loss; nothing was liquidated.")
+    elif "BTC" in cross:
+        lines.append("CROSS: the ETH loss took the BTC position down with it (contagion).")
+    else:
+        lines.append("CROSS: the account was liquidated (" + ", ".join(cross) + ").")
+    if iso_eth is None:
+        lines.append("ISOLATED: the ETH subaccount survived the fall; nothing was liquidated.")
+    elif iso_btc is None:
+        lines.append(
+            "ISOLATED: the ETH subaccount was liquidated; the BTC subaccount survived untouched."
+        )
+    else:
+        lines.append("ISOLATED: both subaccounts were liquidated.")
+    return lines
 
 
 def _print_book(system: System, book: dict[str, tuple[str, int]], print_fn) -> dict[str, dict]:

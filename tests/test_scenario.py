@@ -107,7 +107,10 @@ def test_bad_override_value_names_the_override():
     [
         ("[traders]\nlevrage_max = 3\n", "unknown key 'traders.levrage_max' (did you mean"),
         ("[traders]\ncount = 'many'\n", "traders.count: expected an integer, got string 'many'"),
-        ("[traders]\nleverage_max = 0.5\n", "traders.leverage_max: must be >= 1, got 0.5"),
+        (
+            "[traders]\nleverage_max = 0.5\n",
+            "traders.leverage_max: must be between 1 and 1000, got 0.5",
+        ),
         (
             "[traders]\nleverage_max = 25\n",
             "traders.leverage_max: must be <= 1 / markets.0.initial_margin = 20 "
@@ -115,7 +118,7 @@ def test_bad_override_value_names_the_override():
         ),
         (
             "[[markets]]\nname = 'ETH'\ninitial_price_usd = 1\nvolatility_annual = -0.1\n",
-            "markets.0.volatility_annual: must be >= 0, got -0.1",
+            "markets.0.volatility_annual: must be between 0 and 10, got -0.1",
         ),
         (
             "[[markets]]\nname = 'ETH'\ninitial_price_usd = 1\nmaintenance_margin = 0.05\n",
@@ -131,7 +134,7 @@ def test_bad_override_value_names_the_override():
             "[traders]\ncross_fraction = 1.2\n",
             "traders.cross_fraction: must be between 0 and 1, got 1.2",
         ),
-        ("[run]\nblocks = 0\n", "run.blocks: must be > 0, got 0"),
+        ("[run]\nblocks = 0\n", "run.blocks: must be between 1 and 100_000, got 0"),
         (
             "[run]\nblocks = 400\n",
             "crash.start_block: crash window [300, 450) does not fit in the run",

@@ -5,10 +5,13 @@
     liqsim sweep   SCENARIO --grid path=v1,v2 [--grid ...] --seeds N [--workers K] --out DIR
                    [--backend local|ray]
 
-User errors (bad scenario, grid, missing Ray) raise ``ConfigError``; ``liqsim``
-prints them without a traceback and exits with status 2. A run that fails inside an experiment
-is recorded (its folder says why) and the command exits with status 1 after writing everything
-else; rerunning retries only the missing runs.
+User errors (bad scenario, grid, seeds, ``--out``, missing Ray) raise ``ConfigError`` before
+anything runs; ``liqsim`` prints them without a traceback and exits with status 2. A run that
+fails inside an experiment is recorded (its folder says why) and the command exits with status
+1 after writing everything else; rerunning retries only the missing runs. An interrupted
+experiment (SIGINT, SIGTERM) says so in ``experiment.json``, keeps its finished runs and exits
+with 128 + the signal number. ``--check`` validates everything (every planned run's scenario and
+price path, ``--out``) and exits without running.
 """
 
 from __future__ import annotations
@@ -18,10 +21,13 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported lazily at run time: `liqsim --help` stays fast
+    from collections.abc import Callable
+
     from sim.experiments.common import RunOptions
+    from sim.experiments.runs import RunSpec
 
 EXIT_RUNS_FAILED = 1
 
@@ -81,18 +87,97 @@ def _common(p: argparse.ArgumentParser, backend: bool = True) -> None:
             "(default: start a local instance)",
         )
     p.add_argument("--quiet", action="store_true", help="no per-run progress lines")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace --out if it holds another experiment (deletes it, runs included); "
+        "without it, rerunning into the same folder resumes",
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="validate every input (scenario, planned runs, seeds, --out) and exit without running",
+    )
 
 
 def _setup(args: argparse.Namespace, command: str):
-    from sim.api import resolve_scenario
-    from sim.experiments.common import seed_list
+    """Every check that needs no planning: scenario, --blocks, seeds, workers, --out."""
+    from sim.experiments.common import check_experiment_out, seed_list
     from sim.experiments.runs import check_workers
+    from sim.scenario.schema import check_blocks, resolve_scenario
 
+    check_blocks(args.blocks)
     scenario = resolve_scenario(args.scenario, args.set, args.blocks)
     seeds = seed_list(args.seeds, args.seed_start)
     check_workers(args.workers)
     out = Path(args.out) if args.out else Path("runs") / f"{command}-{scenario.name}"
+    check_experiment_out(out, command, force=args.force)
     return scenario, seeds, out
+
+
+def _preflight(specs: list[RunSpec]) -> None:
+    """The planned runs: not more than the limit, each one's price path within range."""
+    import tomllib
+
+    from sim.experiments.common import MAX_RUNS
+    from sim.scenario.loader import ConfigError, to_dict
+    from sim.scenario.schema import check_price_path, scenario_from_mapping
+
+    keys = {s.key for s in specs}
+    if len(keys) > MAX_RUNS:
+        raise ConfigError("--seeds", f"{len(keys):_} runs planned; at most {MAX_RUNS:_}")
+    scenarios: dict[str, Any] = {}
+    checked: set[tuple[str, int]] = set()
+    for spec in specs:
+        if spec.fingerprint not in scenarios:
+            sc = scenario_from_mapping(tomllib.loads(spec.scenario_toml))
+            inputs = (sc.markets, sc.run.blocks, sc.run.block_time_s, sc.crash, sc.price_path)
+            scenarios[spec.fingerprint] = (sc, repr(to_dict(inputs)))
+        sc, path_inputs = scenarios[spec.fingerprint]
+        if (path_inputs, spec.seed) not in checked:
+            checked.add((path_inputs, spec.seed))
+            check_price_path(sc, spec.seed)
+
+
+def _checked(command: str, specs: list[RunSpec], out: Path) -> int:
+    from sim.experiments.common import unique_runs
+
+    print(f"liqsim {command} --check: OK: {unique_runs(specs)} runs planned -> {out}")
+    return 0
+
+
+def _guarded(out: Path, force: bool, work: Callable[[], Any]) -> Any:
+    """Run the experiment ``work``; give its folder a true final state however it ends."""
+    from sim.experiments.common import ended_state, mark_ended, replace_experiment_out
+    from sim.output.runfolder import interrupt_signal
+    from sim.scenario.loader import ConfigError
+    from sim.scenario.pricepath import PricePathError
+
+    if force:
+        replace_experiment_out(out)
+    try:
+        return work()
+    except KeyboardInterrupt as exc:
+        state, extra = ended_state(exc)
+        mark_ended(out, state, **extra)
+        print(
+            f"liqsim: interrupted ({extra['signal']}); finished runs are kept under {out}; rerun "
+            "the same command to resume",
+            file=sys.stderr,
+        )
+        return 128 + interrupt_signal(exc)
+    except (ConfigError, PricePathError) as exc:
+        mark_ended(out, "incomplete", cause="input", error=str(exc))
+        raise
+    except Exception as exc:
+        state, extra = ended_state(exc)
+        mark_ended(out, state, **extra)
+        print(
+            f"liqsim: error: the experiment stopped: {type(exc).__name__}: {exc}; finished runs "
+            f"are kept under {out}; rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return EXIT_RUNS_FAILED
 
 
 def _finish(folder: Path, batch) -> int:
@@ -126,17 +211,25 @@ def _options(args: argparse.Namespace) -> RunOptions:
 
 def _compare(args: argparse.Namespace) -> int:
     from sim.experiments.common import fmt_value
-    from sim.experiments.compare import _interval_text, run_compare
+    from sim.experiments.compare import _interval_text, plan, run_compare
     from sim.output.markdown import markdown_table
 
     scenario, seeds, out = _setup(args, "compare")
+    specs = plan(scenario, seeds)
+    _preflight(specs)
+    if args.check:
+        return _checked("compare", specs, out)
     print(
         f"liqsim compare: scenario '{scenario.name}', seeds {seeds[0]}..{seeds[-1]}, CROSS vs "
         "ISOLATED "
         f"({2 * len(seeds)} runs, {args.workers} worker(s)) -> {out}",
         flush=True,
     )
-    res = run_compare(scenario, seeds, out, _options(args), argv=_argv())
+    res = _guarded(
+        out, args.force, lambda: run_compare(scenario, seeds, out, _options(args), argv=_argv())
+    )
+    if isinstance(res, int):
+        return res
     s = res.summary
     import pandas as pd
 
@@ -156,9 +249,13 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _amplify(args: argparse.Namespace) -> int:
-    from sim.experiments.amplify import run_amplify
+    from sim.experiments.amplify import plan, run_amplify
 
     scenario, seeds, out = _setup(args, "amplify")
+    specs = plan(scenario, seeds, args.full_factorial)
+    _preflight(specs)
+    if args.check:
+        return _checked("amplify", specs, out)
     n_cells = 16 if args.full_factorial else 6
     print(
         f"liqsim amplify: scenario '{scenario.name}', {n_cells} cells x 2 modes x {len(seeds)} "
@@ -166,14 +263,20 @@ def _amplify(args: argparse.Namespace) -> int:
         f"({args.workers} worker(s)) -> {out}",
         flush=True,
     )
-    res = run_amplify(
-        scenario,
-        seeds,
+    res = _guarded(
         out,
-        _options(args),
-        full_factorial=args.full_factorial,
-        argv=_argv(),
+        args.force,
+        lambda: run_amplify(
+            scenario,
+            seeds,
+            out,
+            _options(args),
+            full_factorial=args.full_factorial,
+            argv=_argv(),
+        ),
     )
+    if isinstance(res, int):
+        return res
     report = (res.folder / "report.md").read_text()
     start = report.find("## Headline")
     end = report.find("![amplification factors]")
@@ -184,7 +287,10 @@ def _amplify(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from sim.experiments.sweep import PLOT_METRICS, parse_grids, run_sweep
+    from sim.experiments.common import MAX_RUNS
+    from sim.experiments.metrics import METRICS
+    from sim.experiments.sweep import PLOT_METRICS, parse_grids, plan, run_sweep
+    from sim.scenario.loader import ConfigError
 
     scenario, seeds, out = _setup(args, "sweep")
     grids = parse_grids(args.grid)
@@ -193,24 +299,43 @@ def _sweep(args: argparse.Namespace) -> int:
         if args.figures
         else PLOT_METRICS
     )
+    for f in metrics:
+        if f not in METRICS:
+            raise ConfigError("--figures", f"unknown figure {f!r} (known: {', '.join(METRICS)})")
     points = 1
     for v in grids.values():
         points *= len(v)
+    if points * len(seeds) > MAX_RUNS:
+        raise ConfigError(
+            "--grid",
+            f"{points:_} grid points x {len(seeds)} seeds = {points * len(seeds):_} runs; at most "
+            f"{MAX_RUNS:_}",
+        )
+    specs = plan(scenario, grids, seeds)
+    _preflight(specs)
+    if args.check:
+        return _checked("sweep", specs, out)
     print(
         f"liqsim sweep: scenario '{scenario.name}', {points} grid points x {len(seeds)} seeds, "
         f"backend {args.backend} "
         f"({args.workers} worker(s)) -> {out}",
         flush=True,
     )
-    res = run_sweep(
-        scenario,
-        grids,
-        seeds,
+    res = _guarded(
         out,
-        _options(args),
-        plot_metrics=metrics,
-        argv=_argv(),
+        args.force,
+        lambda: run_sweep(
+            scenario,
+            grids,
+            seeds,
+            out,
+            _options(args),
+            plot_metrics=metrics,
+            argv=_argv(),
+        ),
     )
+    if isinstance(res, int):
+        return res
     report = (res.folder / "report.md").read_text()
     start, end = report.find("| "), report.find("![sweep]")
     if start >= 0 and end > start:

@@ -16,13 +16,23 @@ An experiment folder::
     plots/*.png        the experiment's plots
     report.md          a short report (tables, plots, definitions, how to reproduce)
     runs/<key>/        one liqsim run folder per run (key = scenario fingerprint + seed)
+
+Rerunning a command into its own folder resumes it (only missing runs execute). So that the
+folder never mixes two invocations, each invocation first deletes the derived files (results,
+summary, plots, report: they are rebuilt from the run folders), and ``experiment.json`` says
+``running`` (with the pid, host and a heartbeat) until it ends ``complete``, ``incomplete``
+(failed runs or an error: ``runs_failed``, ``error``) or ``interrupted`` (SIGINT, SIGTERM).
+A folder of another command, or one a live process is writing, is refused.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
+import os
 import shlex
+import shutil
+import signal
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -34,9 +44,25 @@ import pandas as pd
 
 from sim.experiments.metrics import METRICS, run_metrics
 from sim.experiments.runs import Batch, RunOutcome, RunSpec, is_complete, run_all
-from sim.output.runfolder import package_versions
+from sim.output.runfolder import (
+    OutputWriteError,
+    check_writable_parent,
+    interrupt_signal,
+    out_error,
+    package_versions,
+    process_alive,
+    process_identity,
+    read_json,
+    write_json,
+)
 from sim.scenario.loader import ConfigError
-from sim.scenario.schema import Scenario
+from sim.scenario.schema import MAX_SEED, Scenario
+
+#: Most seeds of one experiment, and most runs it may plan.
+MAX_SEEDS = 10_000
+MAX_RUNS = 10_000
+#: Files an invocation rebuilds from the run folders (deleted when it starts).
+DERIVED = ("results.csv", "results.parquet", "summary.csv", "summary.parquet", "report.md")
 
 
 @dataclass(frozen=True)
@@ -61,9 +87,104 @@ DEFAULT_RUN_OPTIONS = RunOptions()  # one worker, in this process
 
 
 def seed_list(n: int, start: int = 1) -> list[int]:
-    if n < 1:
-        raise ConfigError("--seeds", f"must be >= 1, got {n}")
+    if not 1 <= n <= MAX_SEEDS:
+        raise ConfigError("--seeds", f"must be between 1 and {MAX_SEEDS:_}, got {n}")
+    if start < 0:
+        raise ConfigError("--seed-start", f"must be >= 0, got {start}")
+    if start + n - 1 > MAX_SEED:
+        last = start + n - 1
+        raise ConfigError("--seed-start", f"the last seed must be <= 2**63 - 1, got {last}")
     return list(range(start, start + n))
+
+
+def check_experiment_out(out: str | Path, command: str, *, force: bool = False) -> None:
+    """Every check of an experiment's ``--out`` that needs no writing (before any set-up).
+
+    The folder may exist when it is this command's own (the invocation resumes it); a folder of
+    another command, or one that is not liqsim's, needs ``force`` (and only liqsim's or empty
+    folders are ever replaced); a folder another live process is writing is always refused."""
+    out = Path(out)
+    if out.name in ("", ".", ".."):
+        raise out_error(f"{str(out)!r} cannot be an experiment folder: name a folder")
+    check_writable_parent(out)
+    if not out.exists():
+        return
+    data = read_json(out / "experiment.json")
+    if data is not None and data.get("state") == "running" and process_alive(data) is not False:
+        raise out_error(
+            f"another liqsim process (pid {data.get('pid')} on {data.get('host')}) is running "
+            f"an experiment in {out}"
+        )
+    if force:
+        if data is None and not _empty_or_liqsim(out):
+            raise out_error(
+                f"{out} exists and is not a liqsim folder; refusing to replace it, even with "
+                "--force"
+            )
+        return
+    if data is not None and data.get("command") not in (None, command):
+        raise out_error(
+            f"{out} holds a '{data.get('command')}' experiment, not '{command}'; choose another "
+            "--out, or pass --force to replace it"
+        )
+    if data is None and not _empty(out):
+        raise out_error(
+            f"{out} exists and is not a liqsim experiment folder; choose another --out (or "
+            "--force to replace a liqsim folder)"
+        )
+
+
+def _empty(path: Path) -> bool:
+    try:
+        return not any(path.iterdir())
+    except OSError:
+        return False
+
+
+def _empty_or_liqsim(path: Path) -> bool:
+    return _empty(path) or any((path / m).is_file() for m in ("status.json", "experiment.json"))
+
+
+def replace_experiment_out(out: str | Path) -> None:
+    """``--force``: delete the experiment folder ``out`` (checked by
+    :func:`check_experiment_out`), runs included."""
+    out = Path(out)
+    if out.exists():
+        aside = out.with_name(f".{out.name}.old-{os.getpid()}")
+        try:
+            os.replace(out, aside)
+        except OSError as err:
+            raise out_error(f"cannot replace {out}: {err.strerror or err}") from None
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def mark_ended(path: str | Path, state: str, **extra: Any) -> None:
+    """Give ``experiment.json`` a final ``state`` if this process left it ``running`` (best
+    effort: a full or read-only disk leaves it running, reported stale once this process
+    ends)."""
+    target = Path(path) / "experiment.json"
+    data = read_json(target)
+    if data is None or data.get("state") != "running" or data.get("pid") != os.getpid():
+        return
+    for key in ("pid", "host", "pid_start", "heartbeat_at"):
+        data.pop(key, None)
+    data.update(state=state, **extra)
+    with contextlib.suppress(OutputWriteError):
+        write_json(target, data)
+
+
+def ended_state(exc: BaseException) -> tuple[str, dict[str, Any]]:
+    """The final state and fields of an experiment stopped by ``exc``."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", {"signal": signal.Signals(interrupt_signal(exc)).name}
+    cause = (
+        "output"
+        if isinstance(exc, OutputWriteError | OSError)
+        else "input"
+        if isinstance(exc, ConfigError)
+        else "error"
+    )
+    return "incomplete", {"cause": cause, "error": f"{type(exc).__name__}: {exc}"}
 
 
 class ExperimentFolder:
@@ -73,16 +194,38 @@ class ExperimentFolder:
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
             raise ConfigError("--out", f"{self.path} exists and is not a directory")
-        self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / "plots").mkdir(exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            (self.path / "plots").mkdir(exist_ok=True)
+        except OSError as err:
+            raise out_error(f"cannot create {self.path}: {err.strerror or err}") from None
         self.started = time.perf_counter()
 
     @property
     def plots(self) -> Path:
         return self.path / "plots"
 
+    def claim(self, command: str) -> None:
+        """Refuse a folder another live process writes or another command's; then delete the
+        derived files of an earlier invocation (rebuilt from the run folders at the end)."""
+        data = read_json(self.path / "experiment.json")
+        if data is not None:
+            if data.get("state") == "running" and process_alive(data) is not False:
+                raise out_error(
+                    f"another liqsim process (pid {data.get('pid')} on {data.get('host')}) is "
+                    f"running an experiment in {self.path}"
+                )
+            if data.get("command") not in (None, command):
+                raise out_error(
+                    f"{self.path} holds a '{data.get('command')}' experiment, not '{command}'"
+                )
+        for name in DERIVED:
+            (self.path / name).unlink(missing_ok=True)
+        for png in self.plots.glob("*.png"):
+            png.unlink(missing_ok=True)
+
     def inputs(self, command: str, scenario: Scenario, params: dict[str, Any]) -> None:
-        (self.path / "scenario.toml").write_text(scenario.to_toml())
+        self._text("scenario.toml", scenario.to_toml())
         self._json(
             "experiment.json",
             {
@@ -93,8 +236,17 @@ class ExperimentFolder:
                 "parameters": params,
                 "packages": package_versions(),
                 "state": "running",
+                "started_at": _now(),
+                "heartbeat_at": _now(),
+                **process_identity(),
             },
         )
+
+    def heartbeat(self) -> None:
+        data = read_json(self.path / "experiment.json")
+        if data is not None and data.get("state") == "running":
+            data["heartbeat_at"] = _now()
+            self._json("experiment.json", data)
 
     def execute(
         self,
@@ -114,20 +266,34 @@ class ExperimentFolder:
             "backend": options.backend,
             "runs_dir": str(runs),
         }
+        self.claim(command)
         self.inputs(command, scenario, params)
-        batch = run_all(
-            specs,
-            runs,
-            workers=options.workers,
-            backend=options.backend,
-            plots=options.run_plots,
-            ray_address=options.ray_address,
-            progress=Progress(unique_runs(specs), options.quiet),
-        )
+        progress = Progress(unique_runs(specs), options.quiet)
+
+        def on_outcome(outcome: RunOutcome) -> None:
+            progress(outcome)
+            self.heartbeat()
+
+        try:
+            batch = run_all(
+                specs,
+                runs,
+                workers=options.workers,
+                backend=options.backend,
+                plots=options.run_plots,
+                ray_address=options.ray_address,
+                progress=on_outcome,
+            )
+        except BaseException as exc:
+            state, extra = ended_state(exc)
+            mark_ended(self.path, state, **extra)
+            raise
         return batch, results_table(specs, runs, self.path)
 
     def finish(self, batch: Batch, **extra: Any) -> None:
-        data = json.loads((self.path / "experiment.json").read_text())
+        data = read_json(self.path / "experiment.json") or {}
+        for key in ("pid", "host", "pid_start", "heartbeat_at"):
+            data.pop(key, None)
         data.update(
             state="complete" if not batch.failed else "incomplete",
             runs_planned=len(batch.outcomes),
@@ -140,19 +306,40 @@ class ExperimentFolder:
         self._json("experiment.json", data)
 
     def table(self, name: str, df: pd.DataFrame) -> Path:
-        df.to_csv(self.path / f"{name}.csv", index=False)
-        df.to_parquet(self.path / f"{name}.parquet", index=False)
-        return self.path / f"{name}.csv"
+        csv, parquet = self.path / f"{name}.csv", self.path / f"{name}.parquet"
+        _atomic_write(csv, lambda tmp: df.to_csv(tmp, index=False))
+        _atomic_write(parquet, lambda tmp: df.to_parquet(tmp, index=False))
+        return csv
 
     def report(self, text: str) -> Path:
-        path = self.path / "report.md"
-        path.write_text(text)
-        return path
+        self._text("report.md", text)
+        return self.path / "report.md"
+
+    def _text(self, name: str, text: str) -> None:
+        _atomic_write(self.path / name, lambda tmp: tmp.write_text(text))
 
     def _json(self, name: str, data: Any) -> None:
-        (self.path / name).write_text(
-            json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
-        )
+        write_json(self.path / name, data)
+
+
+def _now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary sibling and a rename (:class:`OutputWriteError` on failure)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise OutputWriteError(path, err) from err
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def results_table(specs: Sequence[RunSpec], runs_dir: Path, relative_to: Path) -> pd.DataFrame:

@@ -4,7 +4,13 @@ A run is keyed by the fingerprint of its fully resolved scenario (sha256 of the 
 :meth:`sim.scenario.schema.Scenario.fingerprint`) and its seed. Its folder is
 ``RUNS_DIR/<fingerprint[:16]>-seed<seed>``; a run whose folder says ``complete`` (status.json)
 for the same fingerprint and seed (manifest.json) is skipped, so rerunning an experiment
-executes only what is missing (an interrupted run left ``running`` or ``incomplete`` is redone).
+executes only what is missing (a run left ``interrupted`` or ``incomplete``, or the
+``.KEY.partial`` remains of a killed one, is redone: experiment runs replace such folders).
+
+Interruptions: workers ignore SIGINT (Ctrl-C reaches the whole process group; the parent
+decides); when the parent is interrupted it cancels the runs not started and sends SIGTERM to
+its workers, each of which marks its run ``interrupted`` (keeping its tables) and exits; the
+parent waits for them. A worker that dies (killed, out of memory) fails its run, not the batch.
 
 Workers receive only plain data (the scenario as TOML text, the seed, a path) and build their own
 chain, so they are spawn-safe and can run on another machine:
@@ -25,14 +31,18 @@ pairing checks.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
+import os
 import shutil
+import signal
 import tempfile
 import time
 import tomllib
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +51,8 @@ from sim.scenario.loader import ConfigError
 from sim.scenario.schema import Scenario, scenario_from_mapping
 
 BACKENDS = ("local", "ray")
+#: Most worker processes (or Ray CPUs) one experiment may ask for.
+MAX_WORKERS = 256
 
 
 @dataclass(frozen=True)
@@ -124,22 +136,33 @@ def is_complete(folder: Path, spec: RunSpec) -> bool:
 
 
 def execute_run(
-    scenario_toml: str, seed: int, folder: str | None, plots: bool = False
+    scenario_toml: str,
+    seed: int,
+    folder: str | None,
+    plots: bool = False,
+    in_pool: bool = False,
 ) -> dict[str, Any]:
     """Simulate one run and write its run folder (worker entry point; plain arguments only).
 
     With ``folder=None`` the folder is written to a temporary directory and returned as
     ``result["files"]`` (relative path -> bytes), for workers without a shared file system.
-    A failed run leaves ``status.json`` "incomplete" with the error and returns state "failed".
+    A failed run leaves ``status.json`` "incomplete" with the error and returns state "failed";
+    an unfinished folder of an earlier run of the same key is replaced. Interrupted
+    (SIGTERM), a run ends ``interrupted``; a pool worker (``in_pool``) then exits at once,
+    anywhere else the interruption goes on up.
     """
     from sim.api import run_scenario
 
     scenario = scenario_from_mapping(tomllib.loads(scenario_toml))
     tmp = tempfile.mkdtemp(prefix="liqsim-run-") if folder is None else None
-    path = Path(tmp if tmp is not None else folder)
+    path = Path(tmp) / "run" if tmp is not None else Path(folder)  # type: ignore[arg-type]
     started = time.perf_counter()
     try:
-        run_scenario(scenario, seed=seed, out=path, counterfactual=False, plots=plots)
+        run_scenario(scenario, seed=seed, out=path, counterfactual=False, plots=plots, force=True)
+    except KeyboardInterrupt as exc:
+        if in_pool:
+            os._exit(128 + getattr(exc, "signum", signal.SIGINT))
+        raise
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         result = {"state": "failed", "error": error, "seconds": time.perf_counter() - started}
@@ -151,6 +174,20 @@ def execute_run(
         }
         shutil.rmtree(tmp, ignore_errors=True)
     return result
+
+
+def _ignore_sigint() -> None:
+    """Pool worker initializer: Ctrl-C reaches every process of the group; the parent alone
+    decides, and stops its workers with SIGTERM."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """SIGTERM to every worker still alive: each marks its run interrupted and exits."""
+    processes = getattr(pool, "_processes", None) or {}
+    for proc in list(processes.values()):
+        with contextlib.suppress(Exception):
+            proc.terminate()
 
 
 def _write_files(folder: Path, files: dict[str, bytes]) -> None:
@@ -169,8 +206,8 @@ def _write_files(folder: Path, files: dict[str, bytes]) -> None:
 
 
 def check_workers(workers: int) -> int:
-    if workers < 1:
-        raise ConfigError("--workers", f"must be >= 1, got {workers}")
+    if not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError("--workers", f"must be between 1 and {MAX_WORKERS}, got {workers}")
     return workers
 
 
@@ -226,19 +263,35 @@ def run_all(
             done(spec, execute_run(spec.scenario_toml, spec.seed, str(runs_dir / spec.key), plots))
     else:
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx) as pool:
+        with ProcessPoolExecutor(
+            max_workers=min(workers, len(todo)), mp_context=ctx, initializer=_ignore_sigint
+        ) as pool:
             futures = {
                 pool.submit(
-                    execute_run, s.scenario_toml, s.seed, str((runs_dir / s.key).absolute()), plots
+                    execute_run,
+                    s.scenario_toml,
+                    s.seed,
+                    str((runs_dir / s.key).absolute()),
+                    plots,
+                    True,
                 ): s
                 for s in todo
             }
             try:
                 for fut in as_completed(futures):
-                    done(futures[fut], fut.result())
+                    try:
+                        result = fut.result()
+                    except BrokenProcessPool:
+                        result = {
+                            "state": "failed",
+                            "error": "its worker process died (killed, or out of memory?)",
+                            "seconds": 0.0,
+                        }
+                    done(futures[fut], result)
             except BaseException:
                 for f in futures:
                     f.cancel()
+                _stop_workers(pool)
                 raise
     return batch
 

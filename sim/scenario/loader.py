@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import errno
 import math
 import re
 import tomllib
@@ -36,9 +37,15 @@ import types
 import typing
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import MISSING, dataclass
+from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 T = TypeVar("T")
+
+#: Range of every integer a schema accepts (numpy and Parquet store them in 64 bits).
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+#: Largest configuration file read (scenarios and positions files are a few kB).
+MAX_FILE_BYTES = 1 << 20
 
 __all__ = [
     "ConfigError",
@@ -50,6 +57,8 @@ __all__ = [
     "load",
     "param",
     "parse_override",
+    "parse_toml",
+    "read_text_file",
     "to_dict",
     "to_toml",
     "type_name",
@@ -100,7 +109,8 @@ class ConfigError(ValueError):
 
     @property
     def message(self) -> str:
-        return f"{self.source}: {self.body}" if self.source else self.body
+        text = f"{self.source}: {self.body}" if self.source else self.body
+        return _printable(text)
 
     def __str__(self) -> str:
         return self.message
@@ -125,6 +135,14 @@ class ConfigError(ValueError):
         return self.replace(source=source)
 
 
+def _printable(text: str) -> str:
+    """``text`` on one line: control characters, lone surrogates and other unprintable
+    characters escaped (``\\n``, ``\\udcff``)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _rebuild_error(cls, path, reason, source, unknown_key):
     return cls(path, reason, source=source, unknown_key=unknown_key)
 
@@ -141,27 +159,48 @@ def unknown_key(path: str, key: str, candidates: Iterable[str]) -> ConfigError:
     return ConfigError(join_path(path, key), _suggest(key, candidates), unknown_key=True)
 
 
+_SHOWN_CHARS = 60
+
+
+def _short(text: str) -> str:
+    """``text`` cut to a length fit for a one-line message."""
+    if len(text) <= _SHOWN_CHARS:
+        return text
+    return f"{text[:_SHOWN_CHARS]}... ({len(text):,} characters)"
+
+
+def _int_text(value: int) -> str:
+    """An int as text, even one too long for ``str()`` (Python refuses > 4300 digits)."""
+    try:
+        text = f"{value:_}" if abs(value) >= 10_000 else str(value)
+    except ValueError:
+        return "an integer of more than 4,300 digits"
+    return _short(text)
+
+
 def describe(value: object) -> str:
     """Short description of a raw value for error messages: ``string 'abc'``, ``float 1.5``."""
     if isinstance(value, bool):
         return f"boolean {'true' if value else 'false'}"
     if isinstance(value, int):
-        return f"integer {value}"
+        return f"integer {_int_text(value)}"
     if isinstance(value, float):
         return f"float {value!r}"
     if isinstance(value, str):
-        return f"string {value!r}"
+        return f"string {_short(repr(value))}"
     if isinstance(value, list | tuple):
         return f"array of {len(value)} item{'s' if len(value) != 1 else ''}"
     if isinstance(value, Mapping):
         return "table"
-    return f"{type(value).__name__} {value!s}"
+    return f"{type(value).__name__} {_short(str(value))}"
 
 
 def _fmt(x: object) -> str:
     if isinstance(x, float) and x.is_integer() and abs(x) < 1e15:
-        return str(int(x))
-    return repr(x) if isinstance(x, str) else str(x)
+        return _int_text(int(x))
+    if isinstance(x, int) and not isinstance(x, bool):
+        return _int_text(x)
+    return _short(repr(x)) if isinstance(x, str) else str(x)
 
 
 # --------------------------------------------------------------------------------------------
@@ -370,6 +409,8 @@ def _check_bounds(md: Mapping[str, Any], value: Any, path: str) -> None:
     low_ok = (ge is None or value >= ge) and (gt is None or value > gt)
     high_ok = (le is None or value <= le) and (lt is None or value < lt)
     if low_ok and high_ok:
+        if isinstance(value, int) and not INT_MIN <= value <= INT_MAX:
+            raise ConfigError(path, f"must fit in 64 bits (|x| < 2**63), got {_fmt(value)}")
         return
     if ge is not None and le is not None:
         raise ConfigError(path, f"must be between {_fmt(ge)} and {_fmt(le)}, got {_fmt(value)}")
@@ -395,14 +436,17 @@ def _convert(tp: Any, value: object, path: str) -> Any:
         raise ConfigError(path, f"expected an integer, got {describe(value)}")
     if tp is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
-            x = float(value)
+            try:
+                x = float(value)
+            except OverflowError:  # an int beyond the float range
+                x = math.inf if value > 0 else -math.inf
             if not math.isfinite(x):
                 raise ConfigError(path, f"expected a finite number, got {describe(value)}")
             return x
         raise ConfigError(path, f"expected a number, got {describe(value)}")
     if tp is str:
         if isinstance(value, str):
-            return value
+            return _text(value, path)
         raise ConfigError(path, f"expected a string, got {describe(value)}")
     if get_origin(tp) is Literal:
         choices = get_args(tp)
@@ -416,6 +460,18 @@ def _convert(tp: Any, value: object, path: str) -> Any:
     if get_origin(tp) is tuple:
         return _convert_tuple(tp, value, path)
     raise TypeError(f"{path}: unsupported schema type {tp!r}")
+
+
+def _text(value: str, path: str) -> str:
+    """A string that can be written back as UTF-8 (``sys.argv`` carries undecodable bytes as
+    lone surrogates; they cannot go into a TOML or JSON file)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(
+            path, "not valid UTF-8 text (the value holds undecodable bytes)"
+        ) from None
+    return value
 
 
 def _convert_tuple(tp: Any, value: object, path: str) -> tuple:
@@ -488,6 +544,52 @@ def check(obj: Any, path: str = "") -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# Reading files
+# --------------------------------------------------------------------------------------------
+
+
+def read_text_file(path: str | Path, what: str, max_bytes: int = MAX_FILE_BYTES) -> str:
+    """The text of the UTF-8 file ``path`` (at most ``max_bytes``), or a :class:`ConfigError`
+    saying in plain words why not: missing, not a regular file, too large, unreadable, not
+    text. ``what`` names the file in the message ("scenario file")."""
+    path = Path(path)
+    try:
+        if path.exists() and not path.is_file():
+            kind = "a folder" if path.is_dir() else "not a regular file"
+            raise OSError(errno.EINVAL, f"it is {kind}")
+        with path.open("rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise ConfigError("", f"{what} not found") from None
+    except OSError as err:
+        raise ConfigError("", f"cannot read {what}: {err.strerror or err}") from None
+    except ValueError as err:  # e.g. an embedded NUL character in the path
+        raise ConfigError("", f"cannot read {what}: {err}") from None
+    if len(data) > max_bytes:
+        raise ConfigError("", f"{what} is larger than {max_bytes:,} bytes: is it the right file?")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            "",
+            f"{what} is not UTF-8 text (undecodable byte at offset {err.start}): is it the "
+            "right file?",
+        ) from None
+
+
+def parse_toml(text: str) -> dict[str, Any]:
+    """``tomllib.loads`` with every failure as a :class:`ConfigError` ("invalid TOML: ...")."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError("", f"invalid TOML: {err}") from None
+    except RecursionError:
+        raise ConfigError("", "invalid TOML: arrays or tables nested too deeply") from None
+    except ValueError as err:  # e.g. an integer of more than 4300 digits
+        raise ConfigError("", f"invalid TOML: {_short(str(err))}") from None
+
+
+# --------------------------------------------------------------------------------------------
 # Overrides
 # --------------------------------------------------------------------------------------------
 
@@ -508,8 +610,8 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 def _parse_literal(raw: str) -> Any:
     try:
-        parsed = tomllib.loads(f"v = {raw}")
-    except tomllib.TOMLDecodeError:
+        parsed = parse_toml(f"v = {raw}")
+    except ConfigError:
         return raw
     if set(parsed) != {"v"}:
         return raw

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,11 +28,14 @@ from sim.scenario.loader import (
     load,
     param,
     parse_override,
+    parse_toml,
+    read_text_file,
     to_dict,
     to_toml,
     with_defaults,
 )
 from sim.scenario.pricepath import PricePathError, correlation_factor, correlation_matrix
+from sim.units import fraction_to_ppm
 
 __all__ = [
     "CONTRACT_MAX_MARKETS",
@@ -43,6 +45,7 @@ __all__ = [
     "Chain",
     "Crash",
     "Exchange",
+    "Keeper",
     "Liquidators",
     "Market",
     "Oracle",
@@ -51,6 +54,9 @@ __all__ = [
     "Scenario",
     "ScenarioError",
     "Traders",
+    "check_blocks",
+    "check_price_path",
+    "check_seed",
     "load_scenario",
     "scenario_from_mapping",
 ]
@@ -59,6 +65,33 @@ __all__ = [
 CONTRACT_MAX_SUBACCOUNTS = 16
 #: ``MarginExchange.MAX_MARKETS``: most markets one exchange may list.
 CONTRACT_MAX_MARKETS = 32
+
+# Limits of a sane run (every number of the schema has a lower and an upper bound; the
+# limits below are the ones a user meets first, and the error message names them).
+#: Most blocks one run may simulate (about 14 days of 12 s blocks).
+MAX_BLOCKS = 100_000
+#: Most traders (set-up alone takes about 7 s per 1,000 traders; each block about 1 s per 1,000).
+MAX_TRADERS = 5_000
+#: Most liquidators.
+MAX_LIQUIDATORS = 100
+#: Most arbitrageurs.
+MAX_ARBITRAGEURS = 50
+#: Largest USD amount (funds, collateral, depths): 1e12 USD is 1e18 collateral units, far from
+#: the contracts' 256-bit (and uint64 ``fullCloseNotional``) limits.
+MAX_USD = 1e12
+#: Range of a market price (initial, and along the exogenous path): 8-decimal oracle prices
+#: keep 2 significant digits at the bottom; at the top the virtual AMM's base reserve
+#: (depth x 1e20 / price) stays far above 0 for every allowed depth.
+MIN_PRICE_USD, MAX_PRICE_USD = 1e-6, 1e9
+#: Seconds fields are ``uint32`` in the contracts.
+MAX_SECONDS = 2**32 - 1
+#: Highest priority fee or fee cap, in gwei.
+MAX_GWEI = 10_000.0
+#: Largest gas-token (ETH) budget of an agent.
+MAX_ETH = 1_000_000.0
+#: Seeds: ``numpy.random.SeedSequence`` takes any int >= 0 and the account derivation any int
+#: below 2**256; seeds are stored as int64 in the results tables.
+MAX_SEED = 2**63 - 1
 
 
 class ScenarioError(ConfigError):
@@ -79,9 +112,10 @@ class Run:
         "Blocks to simulate (one Mesa step per block). The default is a calm hour, a 30-minute "
         "crash and 18 minutes after it.",
         unit="blocks",
-        gt=0,
+        ge=1,
+        le=MAX_BLOCKS,
     )
-    block_time_s: int = param(12, "Time between blocks.", unit="s", gt=0)
+    block_time_s: int = param(12, "Time between blocks.", unit="s", ge=1, le=3600)
     margin_mode_override: Literal["none", "cross", "isolated"] = param(
         "none",
         "Force every trader's subaccounts to CROSS or ISOLATED ('none' keeps each trader's drawn "
@@ -109,13 +143,20 @@ class Chain:
 
     backend: Literal["pyevm"] = param("pyevm", "EVM backend (eth-tester with py-evm).")
     block_gas_limit: int = param(
-        30_000_000, "Gas limit of every block; the EIP-1559 target is half of it.", unit="gas", gt=0
+        30_000_000,
+        "Gas limit of every block; the EIP-1559 target is half of it. At least 10 M: a deployment "
+        "and an auto-deleveraging need up to about 10 M gas.",
+        unit="gas",
+        ge=10_000_000,
+        le=1_000_000_000,
     )
     initial_base_fee_gwei: float = param(
         10.0,
-        "Base fee of the first block; also the reference fee of background demand.",
+        "Base fee of the first block; also the reference fee of background demand (at most "
+        "1,000 gwei: traders pay their set-up transactions from 1 ETH).",
         unit="gwei",
         gt=0,
+        le=1000,
     )
     gas_token_market: str = param(
         "ETH",
@@ -123,7 +164,11 @@ class Chain:
         "gas_token_price_usd.",
     )
     gas_token_price_usd: float = param(
-        2500.0, "Fixed USD price of the gas token when gas_token_market is empty.", unit="USD", gt=0
+        2500.0,
+        "Fixed USD price of the gas token when gas_token_market is empty.",
+        unit="USD",
+        gt=0,
+        le=MAX_PRICE_USD,
     )
 
 
@@ -143,6 +188,7 @@ class Background:
         "below the 0.5 EIP-1559 target so the base fee is stable with the agents' own traffic.",
         unit="fraction of gas limit",
         ge=0,
+        le=10,
     )
     crash_utilization: float = param(
         1.5,
@@ -151,24 +197,38 @@ class Background:
         "rises).",
         unit="fraction of gas limit",
         ge=0,
+        le=10,
     )
     ramp_blocks: int = param(
-        5, "Blocks from the crash start until demand reaches its peak.", unit="blocks", ge=0
+        5,
+        "Blocks from the crash start until demand reaches its peak.",
+        unit="blocks",
+        ge=0,
+        le=MAX_BLOCKS,
     )
     decay_half_life_blocks: float = param(
-        30.0, "Half-life of the excess demand after the crash ends.", unit="blocks", gt=0
+        30.0,
+        "Half-life of the excess demand after the crash ends.",
+        unit="blocks",
+        gt=0,
+        le=MAX_BLOCKS,
     )
     fee_elasticity: float = param(
         0.6,
         "Price elasticity of demand to the base fee (0 = demand ignores the fee). With the "
         "defaults the base fee settles about 6x higher in the crash.",
         ge=0,
+        le=10,
     )
     calm_priority_fee_gwei: float = param(
-        1.5, "Priority fee bid by background transactions in calm.", unit="gwei", ge=0
+        1.5, "Priority fee bid by background transactions in calm.", unit="gwei", ge=0, le=MAX_GWEI
     )
     crash_priority_fee_gwei: float = param(
-        10.0, "Priority fee bid by background transactions at the crash peak.", unit="gwei", ge=0
+        10.0,
+        "Priority fee bid by background transactions at the crash peak.",
+        unit="gwei",
+        ge=0,
+        le=MAX_GWEI,
     )
 
 
@@ -178,21 +238,24 @@ class Crash:
     markets.crash_fall). It also drives the background-demand profile."""
 
     enabled: bool = param(True, "Apply the scripted crash.")
-    start_block: int = param(300, "First block of the fall.", unit="block", ge=0)
-    duration_blocks: int = param(150, "Length of the fall.", unit="blocks", gt=0)
+    start_block: int = param(300, "First block of the fall.", unit="block", ge=0, le=MAX_BLOCKS)
+    duration_blocks: int = param(150, "Length of the fall.", unit="blocks", ge=1, le=MAX_BLOCKS)
     shape: Literal["linear", "exponential"] = param(
         "exponential",
         "'linear': the price multiplier falls by the same amount every block; 'exponential': by "
         "the same percentage every block.",
     )
     volatility_multiplier: float = param(
-        2.0, "Volatility during the crash window relative to markets.volatility_annual.", ge=0
+        2.0,
+        "Volatility during the crash window relative to markets.volatility_annual.",
+        ge=0,
+        le=100,
     )
     recovery_fraction: float = param(
         0.25, "Fraction of the fall regained after the crash ends.", ge=0, le=1
     )
     recovery_blocks: int = param(
-        60, "Blocks over which the recovery is regained.", unit="blocks", gt=0
+        60, "Blocks over which the recovery is regained.", unit="blocks", ge=1, le=MAX_BLOCKS
     )
 
     @property
@@ -205,28 +268,52 @@ class Crash:
 class Exchange:
     """The margin exchange contract (settings common to every market)."""
 
-    insurance_fund_usd: float = param(100_000.0, "Initial insurance fund.", unit="USD", ge=0)
+    insurance_fund_usd: float = param(
+        100_000.0, "Initial insurance fund.", unit="USD", ge=0, le=MAX_USD
+    )
     counterparty_fund_usd: float = param(
         50_000_000.0,
         "Liquidity behind the virtual AMMs: pays traders' profits, absorbs their losses and any "
         "bad debt the insurance fund cannot cover.",
         unit="USD",
         ge=0,
+        le=MAX_USD,
     )
     max_oracle_age_s: int = param(
-        0, "Refuse margin checks on oracle prices older than this (0 = off).", unit="s", ge=0
+        0,
+        "Refuse margin checks on oracle prices older than this (0 = off).",
+        unit="s",
+        ge=0,
+        le=MAX_SECONDS,
     )
     margin_price: Literal["index", "mark"] = param(
         "index", "Price for margin checks: the oracle (index) or the venue's mark price."
     )
     funding_enabled: bool = param(False, "Accrue funding between longs and shorts.")
-    funding_period_s: int = param(3600, "Funding period.", unit="s", gt=0)
+    funding_period_s: int = param(3600, "Funding period.", unit="s", ge=1, le=MAX_SECONDS)
     funding_cap: float = param(
         0.0005,
         "Cap on the premium |mark - index| / index paid per funding period.",
         unit="fraction per period",
         ge=0,
         le=1,
+    )
+    backstop_threshold: float = param(
+        0.0,
+        "Backstop liquidation: when an account's equity is below this fraction of its "
+        "maintenance requirement, anyone (the protocol's keeper) may hand its positions and "
+        "margin to the backstop vault at the margin price (0 = off; Hyperliquid: 2/3, docs "
+        "'liquidations').",
+        unit="fraction of maintenance",
+        ge=0,
+        le=1,
+    )
+    adl_enabled: bool = param(
+        False,
+        "Auto-deleveraging: an account whose negative equity the insurance fund cannot cover is "
+        "closed at its bankruptcy price against the most profitable, most leveraged opposite "
+        "positions (Hyperliquid docs 'auto-deleveraging', dYdX v4 docs 'contract loss "
+        "mechanisms'); off: the loss is socialized to the counterparty fund as bad debt.",
     )
 
 
@@ -263,9 +350,12 @@ class PricePath:
     def validate(self) -> None:
         if self.kind == "csv" and not self.csv_path:
             raise ConfigError("csv_path", "required when kind = 'csv'")
+        if "\x00" in self.csv_path:
+            raise ConfigError("csv_path", "a file path cannot contain a NUL character")
 
 
-_MARKET_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+_MARKET_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
+_SCENARIO_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -273,26 +363,35 @@ class Market:
     """One perpetual market (``[[markets]]``, one table per market). Defaults are ETH-like."""
 
     name: str = param(doc="Market symbol, e.g. 'ETH' (also the CSV column name).")
-    initial_price_usd: float = param(doc="External price at block 0.", unit="USD", gt=0)
+    initial_price_usd: float = param(
+        doc="External price at block 0 (the whole external path must stay within the same bounds).",
+        unit="USD",
+        ge=MIN_PRICE_USD,
+        le=MAX_PRICE_USD,
+    )
     volatility_annual: float = param(
-        0.70, "Annualised volatility of log returns.", unit="1/sqrt(year)", ge=0
+        0.70, "Annualised volatility of log returns.", unit="1/sqrt(year)", ge=0, le=10
     )
-    drift_annual: float = param(0.0, "Annualised drift of the price.", unit="1/year")
+    drift_annual: float = param(0.0, "Annualised drift of the price.", unit="1/year", ge=-10, le=10)
     jump_intensity_per_day: float = param(
-        1.0, "Expected number of price jumps per day (Poisson).", unit="1/day", ge=0
+        1.0, "Expected number of price jumps per day (Poisson).", unit="1/day", ge=0, le=1000
     )
-    jump_mean: float = param(0.0, "Mean of a jump's log size.", unit="log return")
+    jump_mean: float = param(0.0, "Mean of a jump's log size.", unit="log return", ge=-1, le=1)
     jump_sd: float = param(
-        0.01, "Standard deviation of a jump's log size.", unit="log return", ge=0
+        0.01, "Standard deviation of a jump's log size.", unit="log return", ge=0, le=1
     )
     crash_fall: float = param(
         0.18, "Fractional fall of the price over the crash window.", ge=0, lt=1
     )
     initial_margin: float = param(
-        0.05, "Initial margin fraction (1 / maximum leverage).", gt=0, le=1
+        0.05, "Initial margin fraction (1 / maximum leverage).", ge=0.001, le=1
     )
     maintenance_margin: float = param(
-        0.03, "Maintenance margin fraction; below it an account is liquidatable.", gt=0, lt=1
+        0.03,
+        "Maintenance margin fraction; below it an account is liquidatable (the contracts keep it "
+        "in parts per million: it must stay above 0 and below initial_margin once rounded).",
+        ge=0.000001,
+        lt=1,
     )
     liquidation_penalty: float = param(
         0.015,
@@ -312,7 +411,8 @@ class Market:
         "Quote reserve of the market's virtual AMM; a trade of notional d moves the venue price "
         "by about 2d / depth.",
         unit="USD",
-        gt=0,
+        ge=1000,
+        le=MAX_USD,
     )
     impact_per_million_usd: float = param(
         0.03,
@@ -320,22 +420,46 @@ class Market:
         "notional, in the trade's direction.",
         unit="fraction per 1M USD",
         ge=0,
+        le=1,
     )
     impact_half_life_blocks: float = param(
-        30.0, "Half-life of that external price impact.", unit="blocks", gt=0
+        30.0, "Half-life of that external price impact.", unit="blocks", gt=0, le=MAX_BLOCKS
+    )
+    partial_close_factor: float = param(
+        0.0,
+        "Partial liquidation: a liquidation closes this fraction of each position whose notional "
+        "is above full_close_notional_usd (0 = close in full; Hyperliquid: 0.2 above 100,000 "
+        "USDC, docs 'liquidations'; Aave v3 close factor 0.5).",
+        ge=0,
+        lt=1,
+    )
+    full_close_notional_usd: float = param(
+        100_000.0,
+        "Positions up to this notional are always liquidated in full (Hyperliquid: 100,000 USDC).",
+        unit="USD",
+        ge=0,
+        le=MAX_USD,
     )
 
     def validate(self) -> None:
         if not _MARKET_NAME.fullmatch(self.name):
             raise ConfigError(
                 "name",
-                f"must start with a letter and use only letters, digits, _ or -, got {self.name!r}",
+                "must be 1 to 32 letters, digits, _ or -, starting with a letter, got "
+                f"{self.name!r}",
             )
         if self.maintenance_margin >= self.initial_margin:
             raise ConfigError(
                 "maintenance_margin",
                 f"must be < initial_margin ({self.initial_margin:g}) in market '{self.name}', "
                 f"got {self.maintenance_margin:g}",
+            )
+        if fraction_to_ppm(self.maintenance_margin) >= fraction_to_ppm(self.initial_margin):
+            raise ConfigError(
+                "maintenance_margin",
+                f"must stay below initial_margin once both are rounded to the contracts' parts "
+                f"per million, got {self.maintenance_margin:g} and {self.initial_margin:g} in "
+                f"market '{self.name}'",
             )
 
 
@@ -364,14 +488,20 @@ class Oracle:
         le=1,
     )
     heartbeat_s: int = param(
-        3600, "Report at least this often, whatever the deviation.", unit="s", gt=0
+        3600,
+        "Report at least this often, whatever the deviation.",
+        unit="s",
+        ge=1,
+        le=MAX_SECONDS,
     )
     observation_delay_blocks: int = param(
-        1, "Age of the external price the reporter observes.", unit="blocks", ge=0
+        1, "Age of the external price the reporter observes.", unit="blocks", ge=0, le=MAX_BLOCKS
     )
-    priority_fee_gwei: float = param(2.0, "Priority fee of report transactions.", unit="gwei", ge=0)
+    priority_fee_gwei: float = param(
+        2.0, "Priority fee of report transactions.", unit="gwei", ge=0, le=MAX_GWEI
+    )
     max_fee_multiplier: float = param(
-        2.0, "Max fee per gas = multiplier x current base fee + priority fee.", ge=1
+        2.0, "Max fee per gas = multiplier x current base fee + priority fee.", ge=1, le=100
     )
 
 
@@ -379,7 +509,7 @@ class Oracle:
 class Traders:
     """The leveraged traders. Per-trader values are drawn from these distributions."""
 
-    count: int = param(150, "Number of traders.", ge=0)
+    count: int = param(150, "Number of traders.", ge=0, le=MAX_TRADERS)
     cross_fraction: float = param(
         0.5, "Fraction of traders using one CROSS subaccount (the rest ISOLATED).", ge=0, le=1
     )
@@ -388,16 +518,21 @@ class Traders:
         "Each trader trades k markets, k uniform in 1..this. The same draw under either margin "
         "mode: a CROSS trader holds them in one subaccount, an ISOLATED one in one per market.",
         ge=1,
+        le=CONTRACT_MAX_MARKETS,
     )
     collateral_median_usd: float = param(
-        10_000.0, "Median of the lognormal initial collateral.", unit="USD", gt=0
+        10_000.0, "Median of the lognormal initial collateral.", unit="USD", gt=0, le=1e9
     )
     collateral_sigma: float = param(
-        1.0, "Standard deviation of log collateral.", unit="log USD", ge=0
+        1.0, "Standard deviation of log collateral.", unit="log USD", ge=0, le=3
     )
-    leverage_min: float = param(2.0, "Smallest leverage drawn.", unit="x", ge=1)
+    leverage_min: float = param(2.0, "Smallest leverage drawn.", unit="x", ge=1, le=1000)
     leverage_max: float = param(
-        20.0, "Largest leverage drawn; at most 1 / initial_margin of every market.", unit="x", ge=1
+        20.0,
+        "Largest leverage drawn; at most 1 / initial_margin of every market.",
+        unit="x",
+        ge=1,
+        le=1000,
     )
     leverage_distribution: Literal["uniform", "log_uniform"] = param(
         "log_uniform", "How leverage is drawn between leverage_min and leverage_max."
@@ -408,6 +543,7 @@ class Traders:
         "Mean (exponential) time a position is held before it is closed.",
         unit="blocks",
         gt=0,
+        le=1e9,
     )
     entry_window_blocks: int = param(
         240,
@@ -415,12 +551,14 @@ class Traders:
         "the last block never trade).",
         unit="blocks",
         ge=1,
+        le=MAX_BLOCKS,
     )
     margin_buffer: float = param(
         0.1,
         "Traders size positions so equity stays at least (1 + buffer) x the initial margin "
         "requirement.",
         ge=0,
+        le=10,
     )
     stop_loss_adoption: float = param(0.3, "Fraction of traders who use a stop-loss.", ge=0, le=1)
     stop_loss: float = param(
@@ -439,19 +577,27 @@ class Traders:
     )
     top_up_enabled: bool = param(True, "Traders add margin when their health falls.")
     top_up_health_trigger: float = param(
-        1.5, "Top up when equity / maintenance requirement falls below this.", ge=1
+        1.5, "Top up when equity / maintenance requirement falls below this.", ge=1, le=100
     )
     top_up_target_health: float = param(
-        2.5, "A top-up restores equity / maintenance requirement to this.", ge=1
+        2.5, "A top-up restores equity / maintenance requirement to this.", ge=1, le=100
     )
     top_up_delay_blocks: int = param(
-        5, "Reaction delay between the trigger and the top-up transaction.", unit="blocks", ge=0
+        5,
+        "Reaction delay between the trigger and the top-up transaction.",
+        unit="blocks",
+        ge=0,
+        le=MAX_BLOCKS,
     )
     top_up_wallet_usd: float = param(
-        1000.0, "Collateral each trader holds outside the exchange for top-ups.", unit="USD", ge=0
+        1000.0,
+        "Collateral each trader holds outside the exchange for top-ups.",
+        unit="USD",
+        ge=0,
+        le=1e9,
     )
     derisk_health_trigger: float = param(
-        1.25, "De-risk when equity / maintenance requirement falls below this.", ge=1
+        1.25, "De-risk when equity / maintenance requirement falls below this.", ge=1, le=100
     )
     derisk_fraction: float = param(
         0.25, "Fraction of the position closed when de-risking (0 = never).", ge=0, le=1
@@ -462,8 +608,11 @@ class Traders:
         "top-up) value their positions at the market price they see, not at the oracle.",
         unit="blocks",
         ge=0,
+        le=MAX_BLOCKS,
     )
-    priority_fee_gwei: float = param(1.5, "Priority fee of trader transactions.", unit="gwei", ge=0)
+    priority_fee_gwei: float = param(
+        1.5, "Priority fee of trader transactions.", unit="gwei", ge=0, le=MAX_GWEI
+    )
     max_subaccounts: int = param(
         4, "Most subaccounts a trader opens.", ge=1, le=CONTRACT_MAX_SUBACCOUNTS
     )
@@ -492,7 +641,7 @@ class Traders:
 class Liquidators:
     """Profit-seeking liquidators competing in priority gas auctions."""
 
-    count: int = param(3, "Number of liquidators.", ge=0)
+    count: int = param(3, "Number of liquidators.", ge=0, le=MAX_LIQUIDATORS)
     latency_blocks_min: int = param(
         0,
         "Smallest reaction latency (liquidator i gets a latency drawn in min..max): blocks it "
@@ -500,20 +649,33 @@ class Liquidators:
         "account became liquidatable).",
         unit="blocks",
         ge=0,
+        le=MAX_BLOCKS,
     )
-    latency_blocks_max: int = param(2, "Largest reaction latency.", unit="blocks", ge=0)
-    eth_budget: float = param(5.0, "Gas-token balance each liquidator can spend.", unit="ETH", ge=0)
+    latency_blocks_max: int = param(
+        2, "Largest reaction latency.", unit="blocks", ge=0, le=MAX_BLOCKS
+    )
+    eth_budget: float = param(
+        5.0, "Gas-token balance each liquidator can spend.", unit="ETH", ge=0, le=MAX_ETH
+    )
     min_profit_usd: float = param(
         5.0,
         "Liquidate only if expected reward minus expected gas cost exceeds this.",
         unit="USD",
         ge=0,
+        le=MAX_USD,
     )
-    priority_fee_gwei: float = param(2.0, "Opening priority-fee bid.", unit="gwei", ge=0)
+    priority_fee_gwei: float = param(
+        2.0, "Opening priority-fee bid.", unit="gwei", ge=0, le=MAX_GWEI
+    )
     bid_increment: float = param(
-        0.125, "Raise over a rival's bid when outbidding (fraction of the rival's fee).", ge=0
+        0.125,
+        "Raise over a rival's bid when outbidding (fraction of the rival's fee).",
+        ge=0,
+        le=10,
     )
-    bid_cap_gwei: float = param(500.0, "Highest priority fee a liquidator bids.", unit="gwei", ge=0)
+    bid_cap_gwei: float = param(
+        500.0, "Highest priority fee a liquidator bids.", unit="gwei", ge=0, le=MAX_GWEI
+    )
 
     def validate(self) -> None:
         if self.latency_blocks_min > self.latency_blocks_max:
@@ -534,31 +696,61 @@ class Liquidators:
 class Arbitrageurs:
     """Arbitrageurs closing the gap between venue and external price."""
 
-    count: int = param(2, "Number of arbitrageurs.", ge=0)
+    count: int = param(2, "Number of arbitrageurs.", ge=0, le=MAX_ARBITRAGEURS)
     min_gap: float = param(
         0.004,
         "Trade when |venue - external| / external exceeds this (and pays for gas).",
         ge=0,
         le=1,
     )
-    max_trade_usd: float = param(250_000.0, "Largest single arbitrage trade.", unit="USD", gt=0)
+    max_trade_usd: float = param(
+        250_000.0, "Largest single arbitrage trade.", unit="USD", gt=0, le=MAX_USD
+    )
     collateral_usd: float = param(
-        2_000_000.0, "Collateral each arbitrageur deposits on the exchange.", unit="USD", gt=0
+        2_000_000.0,
+        "Collateral each arbitrageur deposits on the exchange.",
+        unit="USD",
+        gt=0,
+        le=MAX_USD,
     )
     hedge: bool = param(
         True,
         "Hedge externally the part of each venue trade that absorbs others' venue flow (the rest "
         "only re-pegs the virtual AMM and is not hedged).",
     )
-    latency_blocks: int = param(0, "Age of the external price they observe.", unit="blocks", ge=0)
+    latency_blocks: int = param(
+        0, "Age of the external price they observe.", unit="blocks", ge=0, le=MAX_BLOCKS
+    )
     priority_fee_gwei: float = param(
-        3.0, "Priority fee of arbitrage transactions.", unit="gwei", ge=0
+        3.0, "Priority fee of arbitrage transactions.", unit="gwei", ge=0, le=MAX_GWEI
     )
 
 
 # --------------------------------------------------------------------------------------------
 # The scenario
 # --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Keeper:
+    """The protocol's keeper: triggers backstop liquidations and auto-deleveraging (it exists only
+    when exchange.backstop_threshold > 0 or exchange.adl_enabled)."""
+
+    delay_blocks: int = param(
+        2,
+        "Blocks an account must stay below the backstop threshold (or bankrupt beyond the "
+        "insurance fund) before the keeper acts, leaving private liquidators the first move "
+        "(stylized).",
+        unit="blocks",
+        ge=0,
+        le=MAX_BLOCKS,
+    )
+    priority_fee_gwei: float = param(
+        2.0, "Priority fee the keeper bids.", unit="gwei", ge=0, le=MAX_GWEI
+    )
+    eth_budget: float = param(
+        100.0, "Gas-token balance of the keeper.", unit="ETH", ge=0, le=MAX_ETH
+    )
 
 
 @dataclass(frozen=True)
@@ -588,14 +780,24 @@ class Scenario:
     arbitrageurs: Arbitrageurs = field(
         default_factory=Arbitrageurs, metadata=doc_meta("Arbitrageurs.")
     )
+    keeper: Keeper = field(default_factory=Keeper, metadata=doc_meta("The protocol's keeper."))
 
     # -- cross-field validation --------------------------------------------------------------
 
     def validate(self) -> None:
+        self._validate_name()
         self._validate_markets()
         self._validate_windows()
         self._validate_correlation()
         self._validate_references()
+
+    def _validate_name(self) -> None:
+        if not _SCENARIO_NAME.fullmatch(self.name):
+            raise ConfigError(
+                "name",
+                "must be 1 to 64 letters, digits, '_', '-' or '.', starting with a letter or "
+                f"digit (it names the default run folder), got {self.name!r}",
+            )
 
     def _validate_markets(self) -> None:
         if not self.markets:
@@ -771,9 +973,16 @@ def scenario_from_mapping(
             where = source
         raise _as_scenario_error(err, where) from None
     pp = scenario.price_path
-    if pp.kind == "csv" and not Path(pp.csv_path).is_file():
+    if pp.kind == "csv" and not _is_file(pp.csv_path):
         raise ScenarioError("price_path.csv_path", f"file not found: {pp.csv_path}", source=source)
     return scenario
+
+
+def _is_file(path: str) -> bool:
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):  # e.g. a name too long for the file system
+        return False
 
 
 def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
@@ -785,18 +994,83 @@ def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
     path = Path(path)
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError("", "scenario file not found", source=source) from None
-    except OSError as err:
-        raise ScenarioError(
-            "", f"cannot read scenario file: {err.strerror}", source=source
-        ) from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ScenarioError("", f"invalid TOML: {err}", source=source) from None
+        raw = parse_toml(read_text_file(path, "scenario file"))
+    except ConfigError as err:
+        raise err.replace(ScenarioError, source=source) from None
     return scenario_from_mapping(raw, overrides, source=source, base_dir=path.parent)
+
+
+# --------------------------------------------------------------------------------------------
+# Checks a run makes before any set-up
+# --------------------------------------------------------------------------------------------
+
+
+def check_blocks(blocks: int | None, what: str = "--blocks") -> None:
+    """A run length given on the command line is within ``1..MAX_BLOCKS`` (named in the
+    message)."""
+    if blocks is not None and not 1 <= blocks <= MAX_BLOCKS:
+        shown = f"{blocks:_}" if abs(blocks) < 10**30 else "a number of more than 30 digits"
+        raise ConfigError(
+            what, f"must be between 1 and {MAX_BLOCKS:_} (the limit of one run), got {shown}"
+        )
+
+
+def check_seed(seed: object, what: str = "--seed") -> int:
+    """``seed`` if it is a valid run seed (an int in ``0..MAX_SEED``), else a
+    :class:`ConfigError` naming ``what`` and the range."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(what, f"must be an integer, got {seed!r}")
+    if not 0 <= seed <= MAX_SEED:
+        shown = f"{seed:_}" if abs(seed) < 10**30 else "a number of more than 30 digits"
+        raise ConfigError(what, f"must be between 0 and 2**63 - 1 ({MAX_SEED:_}), got {shown}")
+    return int(seed)
+
+
+def check_price_path(scenario: Scenario, seed: int) -> None:
+    """Draw the exogenous external prices exactly as a run of ``seed`` draws them (the first
+    stream of ``numpy.random.SeedSequence(seed)``) and check that every price stays within
+    ``[MIN_PRICE_USD, MAX_PRICE_USD]``, the range the contracts represent. Raises
+    :class:`ScenarioError` naming the market, the block and the parameters to change (also for
+    an unreadable price CSV). Takes milliseconds: call it before any set-up."""
+    import csv
+
+    import numpy as np
+
+    from sim.scenario.pricepath import exogenous_paths
+
+    path_stream = np.random.SeedSequence(check_seed(seed)).spawn(1)[0]
+    csv_field = "price_path.csv_path"
+    try:
+        with np.errstate(all="ignore"):
+            path = exogenous_paths(scenario, np.random.default_rng(path_stream))
+    except UnicodeDecodeError:
+        raise ScenarioError(csv_field, "the price file is not UTF-8 text") from None
+    except csv.Error as err:
+        raise ScenarioError(csv_field, f"the price file is not a valid CSV file: {err}") from None
+    except PricePathError as err:
+        hint = (
+            ""
+            if scenario.price_path.kind == "csv"
+            else "; lower the markets' volatility, drift or jump parameters, or shorten the run"
+        )
+        raise ScenarioError("", f"{err}{hint}") from None
+    outside = (path < MIN_PRICE_USD) | (path > MAX_PRICE_USD)
+    if outside.any():
+        block, market = (int(i) for i in np.argwhere(outside)[0])
+        value = float(path[block, market])
+        where = csv_field if scenario.price_path.kind == "csv" else f"markets.{market}"
+        hint = (
+            ""
+            if scenario.price_path.kind == "csv"
+            else ": lower volatility_annual, "
+            "drift_annual or the jump parameters, or shorten the run"
+        )
+        raise ScenarioError(
+            where,
+            f"the external price of market '{scenario.markets[market].name}' (seed {seed}) "
+            f"reaches {value:.3g} USD at block {block}, outside [{MIN_PRICE_USD:g}, "
+            f"{MAX_PRICE_USD:g}] USD, the range the contracts can represent{hint}",
+        )
 
 
 # --------------------------------------------------------------------------------------------

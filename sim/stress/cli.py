@@ -1,4 +1,11 @@
-"""``liqsim stress``: a trader's own positions on the real contracts under adverse moves."""
+"""``liqsim stress``: a trader's own positions on the real contracts under adverse moves.
+
+Every input (positions file, its scenario, ``--moves``, ``--markets``, ``--out``) is checked
+before any contract is deployed (``--check`` stops there). The folder is written as a hidden
+``.NAME.partial`` sibling and renamed when complete (``status.json``: ``complete``); a stress that
+fails or is interrupted leaves no folder (it takes seconds: rerun it). An existing ``--out`` is
+refused unless ``--force``.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +17,39 @@ from pathlib import Path
 
 
 def _stress(args: argparse.Namespace) -> int:
-    from sim.stress.driver import run_stress
-    from sim.stress.positions import parse_markets, parse_moves
-    from sim.stress.report import print_stress
+    from sim.output.runfolder import RunFolder, check_out
+    from sim.scenario.loader import ConfigError
+    from sim.stress.positions import load_positions, parse_markets, parse_moves
 
     moves = parse_moves(args.moves)
+    markets = parse_markets(args.markets)
     path = Path(args.positions)
+    inp = load_positions(path)
+    names = inp.scenario.market_names
+    for m in markets or ():
+        if m not in names:
+            raise ConfigError("--markets", f"no market named {m!r} (markets: {', '.join(names)})")
     out = Path(args.out) if args.out else Path("runs") / f"stress-{path.stem}"
-    res = run_stress(
-        path, moves, parse_markets(args.markets), out, argv="liqsim " + shlex.join(sys.argv[1:])
-    )
+    check_out(out, force=args.force)
+    if args.check:
+        accounts = len(inp.book.accounts)
+        print(f"liqsim stress --check: OK: {accounts} subaccounts, moves {moves} -> {out}")
+        return 0
+    folder = RunFolder(out, force=args.force)
+    try:
+        from sim.stress.driver import run_stress
+        from sim.stress.report import print_stress
+
+        res = run_stress(
+            path, moves, markets, folder.work, argv="liqsim " + shlex.join(sys.argv[1:])
+        )
+        folder.finish("complete", moves=moves)
+    except BaseException:
+        folder.abandon()  # seconds of work: nothing half-done is kept
+        raise
     print_stress(res)
     print(
-        f"\nresults in {res.folder}/ (stress.csv, positions.csv, moves.csv, report.md, "
+        f"\nresults in {folder.path}/ (stress.csv, positions.csv, moves.csv, report.md, "
         "plots/stress.png)"
     )
     return 0
@@ -53,5 +80,11 @@ def add_stress_command(sub: argparse._SubParsersAction) -> None:
         default="all",
         help="'all' (every market moves together) or market names, e.g. ETH",
     )
-    p.add_argument("--out", default=None, help="output folder (default runs/stress-<file name>)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="output folder, which must not exist (default runs/stress-<file name>)",
+    )
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.add_argument("--check", action="store_true", help="validate the inputs and --out, then exit")
     p.set_defaults(func=_stress)

@@ -18,15 +18,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from sim.scenario.loader import ConfigError, load, param
-from sim.scenario.schema import DEFAULT_SCENARIO, Scenario, load_scenario
+from sim.scenario.loader import ConfigError, load, param, parse_toml, read_text_file
+from sim.scenario.schema import (
+    DEFAULT_SCENARIO,
+    MAX_PRICE_USD,
+    MAX_USD,
+    MIN_PRICE_USD,
+    Scenario,
+    load_scenario,
+)
 
 __all__ = [
     "MAX_ACCOUNTS",
@@ -64,17 +70,18 @@ class PositionEntry:
     market: str = param(doc="Market name, one of the scenario's markets.")
     side: Literal["long", "short"] = param(doc="Direction of the position.")
     size: float | None = param(
-        None, "Size of the position (give this or notional_usd).", unit="coins", gt=0
+        None, "Size of the position (give this or notional_usd).", unit="coins", gt=0, le=1e12
     )
     notional_usd: float | None = param(
-        None, "Notional at the entry price (give this or size).", unit="USD", gt=0
+        None, "Notional at the entry price (give this or size).", unit="USD", gt=0, le=MAX_USD
     )
     entry_price_usd: float | None = param(
         None,
         "Price the position is opened at (default: the current price); it then carries "
         "unrealized PnL at the current price.",
         unit="USD",
-        gt=0,
+        ge=MIN_PRICE_USD,
+        le=MAX_PRICE_USD,
     )
 
     def validate(self) -> None:
@@ -89,7 +96,7 @@ class AccountEntry:
     mode: Literal["cross", "isolated"] = param(
         doc="Margin mode: CROSS (the positions share the collateral) or ISOLATED (one position)."
     )
-    collateral_usd: float = param(doc="Collateral deposited.", unit="USD", gt=0)
+    collateral_usd: float = param(doc="Collateral deposited.", unit="USD", gt=0, le=MAX_USD)
     positions: tuple[PositionEntry, ...] = param(doc="The subaccount's positions.")
     name: str = param("", "Label of the subaccount in the tables.")
 
@@ -124,6 +131,12 @@ class PositionsFile:
     )
 
     def validate(self) -> None:
+        if self.scenario is not None and (not self.scenario or "\x00" in self.scenario):
+            raise ConfigError(
+                "scenario",
+                "must name a scenario file (omit the key for scenarios/default.toml), got "
+                f"{self.scenario!r}",
+            )
         if not self.accounts:
             raise ConfigError("accounts", "at least one [[accounts]] table is required")
         if len(self.accounts) > MAX_ACCOUNTS:
@@ -150,7 +163,16 @@ def prices_schema(names: tuple[str, ...]) -> type:
     return dataclasses.make_dataclass(
         "Prices",
         [
-            (n, float | None, param(None, f"Current {n} price (default: the scenario's).", gt=0))
+            (
+                n,
+                float | None,
+                param(
+                    None,
+                    f"Current {n} price (default: the scenario's).",
+                    ge=MIN_PRICE_USD,
+                    le=MAX_PRICE_USD,
+                ),
+            )
             for n in names
         ],
         frozen=True,
@@ -231,14 +253,7 @@ def _book(spec: PositionsFile) -> PositionsBook:
 
 
 def _read_toml(path: Path) -> dict:
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("", "positions file not found") from None
-    except OSError as err:
-        raise ConfigError("", f"cannot read positions file: {err.strerror}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError("", f"invalid TOML: {err}") from None
+    return parse_toml(read_text_file(path, "positions file"))
 
 
 def load_positions(path: str | Path) -> StressInput:
