@@ -59,6 +59,28 @@ class Liquidate:
 
 
 @dataclass(frozen=True)
+class BackstopLiquidate:
+    """``MarginExchange.backstopLiquidate``: hand ``(owner, subaccount)``'s positions and margin
+    to the protocol's backstop vault at the margin price."""
+
+    owner: str
+    subaccount: int
+    n_markets: int = 1
+
+
+@dataclass(frozen=True)
+class Deleverage:
+    """``MarginExchange.deleverage``: close a bankrupt account against opposite positions at its
+    bankruptcy price (auto-deleveraging). ``n_holders``: accounts it may have to rank (sizes the
+    gas limit)."""
+
+    owner: str
+    subaccount: int
+    n_markets: int = 1
+    n_holders: int = 0
+
+
+@dataclass(frozen=True)
 class ReportPrice:
     """``OracleFeed.report`` of ``price_e8`` on a market's feed."""
 
@@ -66,7 +88,7 @@ class ReportPrice:
     price_e8: int
 
 
-Action = OpenSubaccount | Deposit | Trade | Liquidate | ReportPrice
+Action = OpenSubaccount | Deposit | Trade | Liquidate | BackstopLiquidate | Deleverage | ReportPrice
 
 
 # ------------------------------------------------------------------- intents

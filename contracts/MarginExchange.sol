@@ -10,7 +10,9 @@ import {MarginMath} from "./MarginMath.sol";
 
 /// @title MarginExchange
 /// @notice Perpetual futures settled in one collateral token, with CROSS and ISOLATED subaccounts,
-///         oracle-priced margin checks and permissionless liquidation.
+///         oracle-priced margin checks, permissionless liquidation and the rest of the liquidation
+///         waterfall (partial liquidation, backstop takeover, insurance fund, auto-deleveraging,
+///         socialized loss).
 /// @dev Units: collateral and quote amounts in collateral units (6 decimals), position sizes in base
 ///      units (18 decimals), prices with 8 decimals, fractions in parts per million (ppm).
 ///      Every rounding is against the account and in favour of solvency: position values round
@@ -23,17 +25,104 @@ import {MarginMath} from "./MarginMath.sol";
 ///      Token conservation: the exchange's token balance always equals
 ///      totalCollateral + insuranceFund + counterpartyFund. The counterparty fund is the liquidity
 ///      behind the virtual AMMs: it pays traders' realized profit and funding and receives their
-///      realized losses, and it absorbs bad debt that the insurance fund cannot cover.
+///      realized losses, and it absorbs bad debt that the insurance fund cannot cover. No entry point
+///      may leave it below zero (`CounterpartyFundExhausted`).
 ///
-///      Liquidation is full (close factor 100%): every position of the account is closed on the
-///      venue in one transaction. This matches the one-shot liquidations most DeFi perps ran in the
-///      documented crashes and keeps a liquidation's price impact in one block.
+///      The liquidation waterfall, each step off by default: a liquidator closes the positions on the
+///      venues (in full, or in slices of `partialCloseFactorPpm` above `fullCloseNotional`); below
+///      `backstopThresholdPpm` x maintenance the backstop vault takes the account over at the margin
+///      price; the insurance fund covers what is left negative; with `adlEnabled`, an account the
+///      fund cannot cover is closed at its bankruptcy prices against opposite positions in profit;
+///      what remains is bad debt socialized to the counterparty fund.
 contract MarginExchange is IMarginExchange {
     using SafeERC20 for IERC20;
     using MarginMath for int256;
 
-    // Types (MarginMode, PriceSource, MarketParams, Market, Position, Account, Health), custom errors
-    // and events are declared in IMarginExchange.
+    // Types (MarginMode, PriceSource, MarketParams, RiskConfig, Market, Position, Account, Health),
+    // custom errors and events are declared in IMarginExchange. The storage records below pack the
+    // same data (plus bookkeeping the interface does not expose) into as few slots as today's calls
+    // read, so that the waterfall's switches cost the default configuration no extra storage reads.
+
+    /// @dev An account in storage. Slot 0 (read by every call on the account): mode, isolated market
+    ///      (below MAX_MARKETS, so 8 bits), the listed mask (bit m: the key is in `holders[m]`) and the
+    ///      (owner, subaccount) its key hashes (filled when the account opens, read when
+    ///      auto-deleveraging enumerates holders). Slot 1: the open-market mask. Slot 2: collateral.
+    struct AccountData {
+        MarginMode mode;
+        uint8 isolatedMarket;
+        uint32 listedMask;
+        uint32 subaccount;
+        address owner;
+        uint256 marketMask;
+        int256 collateral;
+    }
+
+    /// @dev A market in storage: `MarketParams` split so that the partial-liquidation parameters
+    ///      share the venue's slot (read by every liquidation anyway).
+    struct MarketData {
+        IPriceFeed feed;
+        IPriceVenue venue;
+        uint32 partialCloseFactorPpm;
+        uint64 fullCloseNotional;
+        uint32 initialMarginPpm;
+        uint32 maintenanceMarginPpm;
+        uint32 liquidationPenaltyPpm;
+        uint32 liquidatorSharePpm;
+        uint32 maxOracleAgeS;
+        PriceSource marginPrice;
+        uint32 fundingPeriodS;
+        uint32 fundingCapPpm;
+        int256 fundingIndex;
+        uint64 lastFundingTime;
+    }
+
+    /// @dev Exchange-wide values in one slot: the market count and the waterfall switches.
+    struct Globals {
+        uint32 marketCount;
+        uint32 backstopThresholdPpm;
+        bool adlEnabled;
+    }
+
+    /// @dev One deleveraging candidate: an opposite position in profit of a healthy account.
+    struct Candidate {
+        bytes32 key;
+        uint256 score; // Hyperliquid's ADL index, scaled by 1e18
+        uint256 headroom; // equity - maintenance requirement, collateral units
+    }
+
+    /// @dev The bankrupt account's position in one market while it is deleveraged.
+    struct AdlMarket {
+        uint256 market;
+        uint256 price; // margin price
+        int256 size;
+        uint256 absSize;
+        uint256 mm; // maintenance margin, ppm
+        int256 target; // what closing all of `size` at the bankruptcy price pays the account
+        int256 extra; // target - value at the margin price: the deficit share
+    }
+
+    /// @dev Candidates in ADL order: a binary max-heap of indices into the candidate array.
+    struct Queue {
+        Candidate[] cands;
+        uint256[] heap;
+        uint256 size;
+    }
+
+    /// @dev The state of one `deleverage` call.
+    struct AdlRun {
+        address owner;
+        uint32 subaccount;
+        bytes32 key;
+        int256 deficit; // -equity at margin prices: what the bankruptcy prices hand to counterparties
+        uint256 totalNotional;
+        uint256 deleveragedNotional;
+        uint256 venueNotional;
+        int256 realized;
+    }
+
+    /// @dev Rounding slack (collateral units) an ADL fill can cost its counterparty against the
+    ///      analytic cap: 1 for the fill quote, 1 for the position values, 2 for the requirement.
+    uint256 internal constant ADL_SLACK = 4;
 
     // ----------------------------------------------------------------- state
 
@@ -46,9 +135,11 @@ contract MarginExchange is IMarginExchange {
     IERC20 public immutable collateralToken;
     /// @inheritdoc IMarginExchange
     address public immutable owner;
+    /// @dev Key of the backstop vault account (this exchange, subaccount 0).
+    bytes32 private immutable vaultKey;
 
-    Market[] private markets;
-    mapping(bytes32 => Account) private accounts;
+    MarketData[MAX_MARKETS] private markets;
+    mapping(bytes32 => AccountData) private accounts;
     mapping(bytes32 => mapping(uint256 => Position)) private positions;
 
     /// @inheritdoc IMarginExchange
@@ -62,11 +153,16 @@ contract MarginExchange is IMarginExchange {
     /// @inheritdoc IMarginExchange
     uint256 public totalBadDebt;
 
+    Globals private globals;
+    /// @dev Per market, every account key that ever held a position there (append-only).
+    bytes32[][MAX_MARKETS] private holders;
+
     /// @param collateralToken_ the settlement token (6 decimals)
     /// @param owner_ market manager
     constructor(IERC20 collateralToken_, address owner_) {
         collateralToken = collateralToken_;
         owner = owner_;
+        vaultKey = _key(address(this), 0);
     }
 
     // ------------------------------------------------------------ governance
@@ -77,18 +173,16 @@ contract MarginExchange is IMarginExchange {
         returns (uint256 market)
     {
         if (msg.sender != owner) revert NotOwner(msg.sender);
-        if (markets.length >= MAX_MARKETS) revert TooManyMarkets(MAX_MARKETS);
+        market = globals.marketCount;
+        if (market >= MAX_MARKETS) revert TooManyMarkets(MAX_MARKETS);
         _validate(params);
-        market = markets.length;
-        markets.push(
-            Market({
-                feed: feed,
-                venue: venue,
-                params: params,
-                fundingIndex: 0,
-                lastFundingTime: uint64(block.timestamp)
-            })
-        );
+        _requireOwnVenue(venue);
+        MarketData storage m = markets[market];
+        m.feed = feed;
+        m.venue = venue;
+        _storeParams(m, params);
+        m.lastFundingTime = uint64(block.timestamp);
+        globals.marketCount = uint32(market + 1);
         emit MarketAdded(market, address(feed), address(venue), params);
     }
 
@@ -98,8 +192,17 @@ contract MarginExchange is IMarginExchange {
         _requireMarket(market);
         _validate(params);
         _accrueFunding(market);
-        markets[market].params = params;
+        _storeParams(markets[market], params);
         emit MarketParamsUpdated(market, params);
+    }
+
+    /// @inheritdoc IMarginExchange
+    function setRiskConfig(RiskConfig calldata config) external {
+        if (msg.sender != owner) revert NotOwner(msg.sender);
+        if (config.backstopThresholdPpm > MarginMath.PPM) revert InvalidRiskConfig(config.backstopThresholdPpm);
+        globals.backstopThresholdPpm = config.backstopThresholdPpm;
+        globals.adlEnabled = config.adlEnabled;
+        emit RiskConfigUpdated(config);
     }
 
     /// @inheritdoc IMarginExchange
@@ -123,7 +226,8 @@ contract MarginExchange is IMarginExchange {
     /// @inheritdoc IMarginExchange
     function openSubaccount(uint32 subaccount, MarginMode mode, uint32 isolatedMarket) external {
         bytes32 key = _key(msg.sender, subaccount);
-        if (accounts[key].mode != MarginMode.NONE) revert SubaccountExists(msg.sender, subaccount);
+        AccountData storage a = accounts[key];
+        if (a.mode != MarginMode.NONE) revert SubaccountExists(msg.sender, subaccount);
         if (mode == MarginMode.NONE) revert WrongMarginMode(mode, isolatedMarket);
         if (mode == MarginMode.ISOLATED) _requireMarket(isolatedMarket);
         else isolatedMarket = 0;
@@ -131,8 +235,10 @@ contract MarginExchange is IMarginExchange {
             revert TooManySubaccounts(msg.sender, MAX_SUBACCOUNTS);
         }
         subaccountCount[msg.sender] += 1;
-        accounts[key].mode = mode;
-        accounts[key].isolatedMarket = isolatedMarket;
+        a.mode = mode;
+        a.isolatedMarket = uint8(isolatedMarket);
+        a.subaccount = subaccount;
+        a.owner = msg.sender;
         emit SubaccountOpened(msg.sender, subaccount, mode, isolatedMarket);
     }
 
@@ -170,23 +276,27 @@ contract MarginExchange is IMarginExchange {
         if (sizeDelta == 0) revert ZeroAmount();
         bytes32 key = _existing(msg.sender, subaccount);
         _requireMarket(market);
-        Account storage a = accounts[key];
+        AccountData storage a = accounts[key];
         if (a.mode == MarginMode.ISOLATED && a.isolatedMarket != market) {
             revert WrongMarginMode(a.mode, market);
         }
         _accrueFunding(market);
-        _settleAccount(msg.sender, subaccount, key);
+        bool fundMoved = _settleAccount(msg.sender, subaccount, key);
 
         int256 quoteDelta = markets[market].venue.swap(sizeDelta);
         _checkLimit(sizeDelta, quoteDelta, limitPriceE8);
         Position storage p = positions[key][market];
         int256 oldSize = p.sizeBase;
-        if (oldSize == 0) p.lastFundingIndex = markets[market].fundingIndex;
+        if (oldSize == 0) _startPosition(a, p, key, market);
         int256 realized = _applyFill(p, sizeDelta, quoteDelta);
         _setMarketBit(a, market, p.sizeBase != 0);
         if (p.sizeBase == 0) delete positions[key][market];
-        if (realized != 0) _realize(key, realized);
+        if (realized != 0) {
+            _realize(key, realized);
+            fundMoved = true;
+        }
         emit Traded(msg.sender, subaccount, market, sizeDelta, quoteDelta, p.sizeBase, p.openNotional, realized);
+        if (fundMoved) _requireCounterpartyFund();
 
         int256 newSize = oldSize + sizeDelta;
         bool flipped = oldSize != 0 && newSize != 0 && (oldSize > 0) != (newSize > 0);
@@ -198,17 +308,27 @@ contract MarginExchange is IMarginExchange {
 
     /// @inheritdoc IMarginExchange
     function liquidate(address accountOwner, uint32 subaccount) external {
+        if (accountOwner == address(this)) revert ProtectedAccount();
         bytes32 key = _existing(accountOwner, subaccount);
         _settleAccount(accountOwner, subaccount, key);
-        Health memory h = _health(key, true);
-        if (!h.liquidatable) revert AccountHealthy(h.equity, h.maintenanceRequirement);
+        {
+            Health memory h = _health(key, true);
+            if (!h.liquidatable) revert AccountHealthy(h.equity, h.maintenanceRequirement);
+        }
+        if (globals.adlEnabled && accounts[key].marketMask != 0) {
+            // (an account without positions has nothing to deleverage: its deficit takes the
+            // insurance and bad-debt path below)
+            int256 predicted = _predictLiquidation(key);
+            uint256 fund = insuranceFund;
+            if (predicted + int256(fund) < 0) revert DeleverageRequired(predicted, fund);
+        }
 
         (int256 realized, uint256 notionalClosed, uint256 penalty, uint256 liquidatorPart) =
             _closeAll(accountOwner, subaccount, key);
         if (realized != 0) _realize(key, realized);
 
-        Account storage a = accounts[key];
-        int256 equity = a.collateral;
+        bool isPartial = accounts[key].marketMask != 0;
+        int256 equity = isPartial ? _health(key, false).equity : accounts[key].collateral;
         uint256 penaltyPaid;
         uint256 reward;
         uint256 cover;
@@ -219,38 +339,175 @@ contract MarginExchange is IMarginExchange {
             reward = penalty == 0 ? 0 : liquidatorPart * penaltyPaid / penalty;
             _changeCollateral(key, -int256(penaltyPaid));
             insuranceFund += penaltyPaid - reward;
-        } else if (equity < 0) {
-            uint256 deficit = uint256(-equity);
-            cover = deficit < insuranceFund ? deficit : insuranceFund;
-            bad = deficit - cover;
-            insuranceFund -= cover;
-            counterpartyFund -= int256(bad);
-            totalBadDebt += bad;
-            _changeCollateral(key, int256(deficit));
-            if (bad != 0) emit BadDebtRecorded(accountOwner, subaccount, bad, totalBadDebt);
+        } else if (equity < 0 && !isPartial) {
+            (cover, bad) = _absorbDeficit(accountOwner, subaccount, key, uint256(-equity));
         }
         emit Liquidated(
-            accountOwner, subaccount, msg.sender, notionalClosed, penaltyPaid, reward, penaltyPaid - reward, cover, bad
+            accountOwner,
+            subaccount,
+            msg.sender,
+            notionalClosed,
+            penaltyPaid,
+            reward,
+            penaltyPaid - reward,
+            cover,
+            bad,
+            isPartial
         );
+        _requireCounterpartyFund();
         if (reward != 0) collateralToken.safeTransfer(msg.sender, reward);
+    }
+
+    /// @inheritdoc IMarginExchange
+    function backstopLiquidate(address accountOwner, uint32 subaccount) external {
+        if (accountOwner == address(this)) revert ProtectedAccount();
+        uint256 threshold = globals.backstopThresholdPpm;
+        if (threshold == 0) revert BackstopDisabled();
+        bytes32 key = _existing(accountOwner, subaccount);
+        if (accounts[key].marketMask == 0) revert NothingToLiquidate(accountOwner, subaccount);
+        _settleAccount(accountOwner, subaccount, key);
+        {
+            Health memory h = _health(key, true);
+            if (h.equity * int256(MarginMath.PPM) >= int256(threshold * h.maintenanceRequirement)) {
+                revert AboveBackstopThreshold(
+                    h.equity, MarginMath.mulDivCeil(h.maintenanceRequirement, threshold, MarginMath.PPM)
+                );
+            }
+            uint256 fund = insuranceFund;
+            if (globals.adlEnabled && h.equity + int256(fund) < 0) revert DeleverageRequired(h.equity, fund);
+        }
+
+        bytes32 vault = _openVault();
+        int256 realized = _moveToVault(accountOwner, subaccount, key, vault);
+        if (realized != 0) _realize(key, realized);
+
+        int256 equity = accounts[key].collateral;
+        uint256 toVault;
+        uint256 cover;
+        uint256 bad;
+        if (equity > 0) {
+            toVault = uint256(equity);
+            _changeCollateral(key, -equity);
+            _changeCollateral(vault, equity);
+        } else if (equity < 0) {
+            (cover, bad) = _absorbDeficit(accountOwner, subaccount, key, uint256(-equity));
+        }
+        emit BackstopLiquidated(accountOwner, subaccount, msg.sender, equity, toVault, cover, bad);
+        _requireCounterpartyFund();
+    }
+
+    /// @inheritdoc IMarginExchange
+    function deleverage(address accountOwner, uint32 subaccount) external {
+        if (accountOwner == address(this)) revert ProtectedAccount();
+        if (!globals.adlEnabled) revert AdlDisabled();
+        bytes32 key = _existing(accountOwner, subaccount);
+        if (accounts[key].marketMask == 0) revert NothingToLiquidate(accountOwner, subaccount);
+        _settleAccount(accountOwner, subaccount, key);
+        Health memory h = _health(key, true);
+        {
+            // Deleverage when the fund cannot cover the account at margin prices, or when a liquidation
+            // would revert DeleverageRequired (its venue closes would leave more than the fund covers),
+            // so that the two never refuse the same account.
+            uint256 fund = insuranceFund;
+            if (h.equity + int256(fund) >= 0 && !(h.liquidatable && _predictLiquidation(key) + int256(fund) < 0)) {
+                revert InsuranceCanCover(h.equity, fund);
+            }
+        }
+
+        AdlRun memory run = AdlRun({
+            owner: accountOwner,
+            subaccount: subaccount,
+            key: key,
+            deficit: -h.equity,
+            totalNotional: h.notional,
+            deleveragedNotional: 0,
+            venueNotional: 0,
+            realized: 0
+        });
+        uint256 mask = accounts[key].marketMask;
+        for (uint256 market = 0; mask != 0; ++market) {
+            if (mask & 1 == 1) _deleverageMarket(run, market);
+            mask >>= 1;
+        }
+        accounts[key].marketMask = 0;
+        if (run.realized != 0) _realize(key, run.realized);
+
+        int256 equity = accounts[key].collateral;
+        uint256 cover;
+        uint256 bad;
+        if (equity < 0) {
+            (cover, bad) = _absorbDeficit(accountOwner, subaccount, key, uint256(-equity));
+        } else if (equity > 0) {
+            // At bankruptcy prices the account ends at zero: what rounding or a venue close left above
+            // it goes to the insurance fund.
+            _changeCollateral(key, -equity);
+            insuranceFund += uint256(equity);
+            emit InsuranceDeposited(accountOwner, uint256(equity), insuranceFund);
+        }
+        emit AccountDeleveraged(
+            accountOwner, subaccount, msg.sender, run.deleveragedNotional, run.venueNotional, cover, bad
+        );
+        _requireCounterpartyFund();
     }
 
     // ------------------------------------------------------------------ views
 
     /// @inheritdoc IMarginExchange
     function marketCount() external view returns (uint256) {
-        return markets.length;
+        return globals.marketCount;
+    }
+
+    /// @inheritdoc IMarginExchange
+    function riskConfig() external view returns (RiskConfig memory) {
+        return RiskConfig({backstopThresholdPpm: globals.backstopThresholdPpm, adlEnabled: globals.adlEnabled});
+    }
+
+    /// @inheritdoc IMarginExchange
+    function backstopVault() external view returns (address vaultOwner, uint32 vaultSubaccount) {
+        return (address(this), 0);
+    }
+
+    /// @inheritdoc IMarginExchange
+    function holderCount(uint256 market) external view returns (uint256 count) {
+        _requireMarket(market);
+        return holders[market].length;
+    }
+
+    /// @inheritdoc IMarginExchange
+    function holderAt(uint256 market, uint256 index) external view returns (address accountOwner, uint32 subaccount) {
+        _requireMarket(market);
+        AccountData storage a = accounts[holders[market][index]];
+        return (a.owner, a.subaccount);
     }
 
     /// @inheritdoc IMarginExchange
     function getMarket(uint256 market) external view returns (Market memory) {
         _requireMarket(market);
-        return markets[market];
+        MarketData storage m = markets[market];
+        return Market({
+            feed: m.feed,
+            venue: m.venue,
+            params: MarketParams({
+                initialMarginPpm: m.initialMarginPpm,
+                maintenanceMarginPpm: m.maintenanceMarginPpm,
+                liquidationPenaltyPpm: m.liquidationPenaltyPpm,
+                liquidatorSharePpm: m.liquidatorSharePpm,
+                maxOracleAgeS: m.maxOracleAgeS,
+                marginPrice: m.marginPrice,
+                fundingPeriodS: m.fundingPeriodS,
+                fundingCapPpm: m.fundingCapPpm,
+                partialCloseFactorPpm: m.partialCloseFactorPpm,
+                fullCloseNotional: m.fullCloseNotional
+            }),
+            fundingIndex: m.fundingIndex,
+            lastFundingTime: m.lastFundingTime
+        });
     }
 
     /// @inheritdoc IMarginExchange
     function getAccount(address accountOwner, uint32 subaccount) external view returns (Account memory) {
-        return accounts[_key(accountOwner, subaccount)];
+        AccountData storage a = accounts[_key(accountOwner, subaccount)];
+        return Account({mode: a.mode, isolatedMarket: a.isolatedMarket, marketMask: a.marketMask, collateral: a.collateral});
     }
 
     /// @inheritdoc IMarginExchange
@@ -291,7 +548,7 @@ contract MarginExchange is IMarginExchange {
         if (size == 0) return 0;
         Health memory h = _health(key, false);
         int256 p0 = int256(_marginPrice(market, false));
-        int256 mm = int256(uint256(markets[market].params.maintenanceMarginPpm));
+        int256 mm = int256(uint256(markets[market].maintenanceMarginPpm));
         // E(p) = E0 + s (p - p0) / 1e20 ; MM(p) = MM0 + |s| (p - p0) mm / (1e20 PPM)
         // => p = p0 + (MM0 - E0) * 1e20 * PPM / (s * PPM - |s| * mm)
         int256 denom = size * int256(MarginMath.PPM) - int256(MarginMath.abs(size)) * mm;
@@ -302,11 +559,13 @@ contract MarginExchange is IMarginExchange {
 
     /// @inheritdoc IMarginExchange
     function indexPriceE8(uint256 market) external view returns (uint256) {
+        _requireMarket(market);
         return _indexPrice(market, false);
     }
 
     /// @inheritdoc IMarginExchange
     function marginPriceE8(uint256 market) external view returns (uint256) {
+        _requireMarket(market);
         return _marginPrice(market, false);
     }
 
@@ -322,11 +581,12 @@ contract MarginExchange is IMarginExchange {
     }
 
     function _requireMarket(uint256 market) internal view {
-        if (market >= markets.length) revert UnknownMarket(market);
+        if (market >= globals.marketCount) revert UnknownMarket(market);
     }
 
     /// @dev Codes: 1 maintenance zero or not below initial, 2 initial above 100%, 3 penalty above
-    ///      100%, 4 liquidator share above 100%, 5 funding cap without a funding period.
+    ///      100%, 4 liquidator share above 100%, 5 funding cap without a funding period, 6 partial
+    ///      close factor above 100%.
     function _validate(MarketParams calldata p) internal pure {
         if (p.maintenanceMarginPpm == 0 || p.maintenanceMarginPpm >= p.initialMarginPpm) {
             revert InvalidMarketParams(1);
@@ -335,13 +595,39 @@ contract MarginExchange is IMarginExchange {
         if (p.liquidationPenaltyPpm > MarginMath.PPM) revert InvalidMarketParams(3);
         if (p.liquidatorSharePpm > MarginMath.PPM) revert InvalidMarketParams(4);
         if (p.fundingCapPpm != 0 && p.fundingPeriodS == 0) revert InvalidMarketParams(5);
+        if (p.partialCloseFactorPpm > MarginMath.PPM) revert InvalidMarketParams(6);
+    }
+
+    /// @dev The venue must name this exchange as its only trader (a venue is only ever called after it
+    ///      passed this check).
+    function _requireOwnVenue(IPriceVenue venue) internal view {
+        address trader;
+        if (address(venue).code.length != 0) {
+            try venue.exchange() returns (address e) {
+                trader = e;
+            } catch {}
+        }
+        if (trader != address(this)) revert ForeignVenue(address(venue));
+    }
+
+    function _storeParams(MarketData storage m, MarketParams calldata p) internal {
+        m.partialCloseFactorPpm = p.partialCloseFactorPpm;
+        m.fullCloseNotional = p.fullCloseNotional;
+        m.initialMarginPpm = p.initialMarginPpm;
+        m.maintenanceMarginPpm = p.maintenanceMarginPpm;
+        m.liquidationPenaltyPpm = p.liquidationPenaltyPpm;
+        m.liquidatorSharePpm = p.liquidatorSharePpm;
+        m.maxOracleAgeS = p.maxOracleAgeS;
+        m.marginPrice = p.marginPrice;
+        m.fundingPeriodS = p.fundingPeriodS;
+        m.fundingCapPpm = p.fundingCapPpm;
     }
 
     function _indexPrice(uint256 market, bool enforceAge) internal view returns (uint256) {
-        Market storage m = markets[market];
+        MarketData storage m = markets[market];
         (, int256 answer,, uint256 updatedAt,) = m.feed.latestRoundData();
         if (answer <= 0) revert InvalidOraclePrice(market, answer);
-        uint256 maxAge = m.params.maxOracleAgeS;
+        uint256 maxAge = m.maxOracleAgeS;
         if (enforceAge && maxAge != 0 && block.timestamp > updatedAt + maxAge) {
             revert StalePrice(market, updatedAt, block.timestamp);
         }
@@ -349,22 +635,22 @@ contract MarginExchange is IMarginExchange {
     }
 
     function _marginPrice(uint256 market, bool enforceAge) internal view returns (uint256) {
-        if (markets[market].params.marginPrice == PriceSource.MARK) return markets[market].venue.markPriceE8();
+        if (markets[market].marginPrice == PriceSource.MARK) return markets[market].venue.markPriceE8();
         return _indexPrice(market, enforceAge);
     }
 
     /// @dev Funding index now, without writing it: the premium (mark - index) / index, capped, accrues
     ///      linearly over the funding period. Longs pay when the mark is above the index.
     function _fundingIndexNow(uint256 market) internal view returns (int256 index, int256 premiumPpm) {
-        Market storage m = markets[market];
+        MarketData storage m = markets[market];
         index = m.fundingIndex;
-        uint256 period = m.params.fundingPeriodS;
+        uint256 period = m.fundingPeriodS;
         uint256 dt = block.timestamp - m.lastFundingTime;
         if (period == 0 || dt == 0) return (index, 0);
         uint256 indexPrice = _indexPrice(market, false);
         int256 mark = int256(m.venue.markPriceE8());
         premiumPpm = (mark - int256(indexPrice)) * int256(MarginMath.PPM) / int256(indexPrice);
-        int256 cap = int256(uint256(m.params.fundingCapPpm));
+        int256 cap = int256(uint256(m.fundingCapPpm));
         if (cap != 0 && premiumPpm > cap) premiumPpm = cap;
         if (cap != 0 && premiumPpm < -cap) premiumPpm = -cap;
         // quote units * 1e18 per whole base: priceE8 / 100 * 1e18 * premium / 1e6 = priceE8 * premium * 1e10
@@ -372,7 +658,7 @@ contract MarginExchange is IMarginExchange {
     }
 
     function _accrueFunding(uint256 market) internal {
-        Market storage m = markets[market];
+        MarketData storage m = markets[market];
         if (m.lastFundingTime == block.timestamp) return;
         (int256 index, int256 premiumPpm) = _fundingIndexNow(market);
         m.lastFundingTime = uint64(block.timestamp);
@@ -390,8 +676,9 @@ contract MarginExchange is IMarginExchange {
         return MarginMath.ceilDivSigned(p.sizeBase * change, 1e36);
     }
 
-    /// @dev Accrue funding on every market the account holds and apply what it owes.
-    function _settleAccount(address accountOwner, uint32 subaccount, bytes32 key) internal {
+    /// @dev Accrue funding on every market the account holds and apply what it owes. Returns whether
+    ///      any funding moved (and with it the counterparty fund).
+    function _settleAccount(address accountOwner, uint32 subaccount, bytes32 key) internal returns (bool paid) {
         uint256 mask = accounts[key].marketMask;
         for (uint256 market = 0; mask != 0; ++market) {
             if (mask & 1 == 1) {
@@ -402,6 +689,7 @@ contract MarginExchange is IMarginExchange {
                 p.lastFundingIndex = index;
                 if (owed != 0) {
                     _realize(key, -owed);
+                    paid = true;
                     emit FundingSettled(accountOwner, subaccount, market, owed);
                 }
             }
@@ -411,20 +699,20 @@ contract MarginExchange is IMarginExchange {
 
     /// @dev The one shared margin function: equity and requirements at the margin prices.
     function _health(bytes32 key, bool enforceAge) internal view returns (Health memory h) {
-        Account storage a = accounts[key];
+        AccountData storage a = accounts[key];
         h.equity = a.collateral;
         uint256 mask = a.marketMask;
         for (uint256 market = 0; mask != 0; ++market) {
             if (mask & 1 == 1) {
                 Position storage p = positions[key][market];
-                MarketParams storage params = markets[market].params;
+                MarketData storage m = markets[market];
                 uint256 price = _marginPrice(market, enforceAge);
                 (int256 index,) = _fundingIndexNow(market);
                 h.equity += p.sizeBase.value(price) - p.openNotional - _fundingOwed(p, index);
                 uint256 n = MarginMath.notional(p.sizeBase, price);
                 h.notional += n;
-                h.initialRequirement += MarginMath.mulDivCeil(n, params.initialMarginPpm, MarginMath.PPM);
-                h.maintenanceRequirement += MarginMath.mulDivCeil(n, params.maintenanceMarginPpm, MarginMath.PPM);
+                h.initialRequirement += MarginMath.mulDivCeil(n, m.initialMarginPpm, MarginMath.PPM);
+                h.maintenanceRequirement += MarginMath.mulDivCeil(n, m.maintenanceMarginPpm, MarginMath.PPM);
             }
             mask >>= 1;
         }
@@ -436,13 +724,19 @@ contract MarginExchange is IMarginExchange {
         if (h.equity < int256(h.initialRequirement)) revert InsufficientMargin(h.equity, h.initialRequirement);
     }
 
+    function _requireCounterpartyFund() internal view {
+        int256 fund = counterpartyFund;
+        if (fund < 0) revert CounterpartyFundExhausted(fund);
+    }
+
     /// @dev Settle, then take `amount` of collateral out of an account that must keep initial margin.
     function _debitCollateral(address accountOwner, uint32 subaccount, bytes32 key, uint256 amount) internal {
         if (amount == 0) revert ZeroAmount();
-        _settleAccount(accountOwner, subaccount, key);
-        Account storage a = accounts[key];
+        bool fundMoved = _settleAccount(accountOwner, subaccount, key);
+        AccountData storage a = accounts[key];
         if (a.collateral < int256(amount)) revert InsufficientCollateral(a.collateral, amount);
         _changeCollateral(key, -int256(amount));
+        if (fundMoved) _requireCounterpartyFund();
         if (a.marketMask != 0) _requireInitialMargin(key);
     }
 
@@ -457,9 +751,35 @@ contract MarginExchange is IMarginExchange {
         counterpartyFund -= pnl;
     }
 
-    function _setMarketBit(Account storage a, uint256 market, bool open) internal {
+    /// @dev Negative equity left on an account without positions: the insurance fund covers what it
+    ///      can, the rest is bad debt socialized to the counterparty fund.
+    function _absorbDeficit(address accountOwner, uint32 subaccount, bytes32 key, uint256 deficit)
+        internal
+        returns (uint256 cover, uint256 bad)
+    {
+        cover = deficit < insuranceFund ? deficit : insuranceFund;
+        bad = deficit - cover;
+        insuranceFund -= cover;
+        counterpartyFund -= int256(bad);
+        totalBadDebt += bad;
+        _changeCollateral(key, int256(deficit));
+        if (bad != 0) emit BadDebtRecorded(accountOwner, subaccount, bad, totalBadDebt);
+    }
+
+    function _setMarketBit(AccountData storage a, uint256 market, bool open) internal {
         if (open) a.marketMask |= (uint256(1) << market);
         else a.marketMask &= ~(uint256(1) << market);
+    }
+
+    /// @dev A position opens in `market`: start its funding clock and, on the account's first
+    ///      position there, append the account to the market's holders.
+    function _startPosition(AccountData storage a, Position storage p, bytes32 key, uint256 market) internal {
+        p.lastFundingIndex = markets[market].fundingIndex;
+        uint32 bit = uint32(1 << market);
+        if (a.listedMask & bit == 0) {
+            a.listedMask |= bit;
+            holders[market].push(key);
+        }
     }
 
     /// @dev The average price |quote| / |size| must not be worse than the limit: rounded up for buys
@@ -496,40 +816,300 @@ contract MarginExchange is IMarginExchange {
         p.openNotional = p.openNotional - basisClosed + (quoteDelta - quoteClose);
     }
 
-    /// @dev Close every position of the account on its venue. Returns the total realized PnL, the
-    ///      notional closed at execution prices, the penalty owed and the liquidator's part of it.
+    // ------------------------------------------------ liquidation internals
+
+    /// @dev The signed size a liquidation closes of a position of `size`: all of it, or, when the
+    ///      market's close factor is in (0, 100%) and the notional at the margin price is above
+    ///      `fullCloseNotional`, ceil(|size| x factor) (rounded up: against the account).
+    function _liquidationSize(uint256 market, int256 size) internal view returns (int256) {
+        MarketData storage m = markets[market];
+        uint256 factor = m.partialCloseFactorPpm;
+        if (factor == 0 || factor >= MarginMath.PPM) return size;
+        if (MarginMath.notional(size, _marginPrice(market, false)) <= m.fullCloseNotional) return size;
+        uint256 slice = MarginMath.mulDivCeil(MarginMath.abs(size), factor, MarginMath.PPM);
+        return size > 0 ? int256(slice) : -int256(slice);
+    }
+
+    /// @dev The account's equity after `liquidate`'s closes, quoted on the venues without trading
+    ///      (penalty not deducted; positions left open valued at the margin price).
+    function _predictLiquidation(bytes32 key) internal view returns (int256 equity) {
+        AccountData storage a = accounts[key];
+        equity = a.collateral;
+        uint256 mask = a.marketMask;
+        for (uint256 market = 0; mask != 0; ++market) {
+            if (mask & 1 == 1) {
+                Position storage p = positions[key][market];
+                int256 size = p.sizeBase;
+                int256 closeSize = _liquidationSize(market, size);
+                equity += -markets[market].venue.quoteSwap(-closeSize) - p.openNotional;
+                if (closeSize != size) equity += (size - closeSize).value(_marginPrice(market, false));
+            }
+            mask >>= 1;
+        }
+    }
+
+    /// @dev Close every position of the account (in full or a slice) on its venue. Returns the total
+    ///      realized PnL, the notional closed at execution prices, the penalty owed and the
+    ///      liquidator's part of it. Markets whose position is only partly closed keep their bit.
     function _closeAll(address accountOwner, uint32 subaccount, bytes32 key)
         internal
         returns (int256 realized, uint256 notionalClosed, uint256 penalty, uint256 liquidatorPart)
     {
-        Account storage a = accounts[key];
+        AccountData storage a = accounts[key];
+        uint256 mask = a.marketMask;
+        uint256 left;
+        for (uint256 market = 0; mask != 0; ++market) {
+            if (mask & 1 == 1) {
+                (int256 r, uint256 n, bool open) = _closePosition(accountOwner, subaccount, key, market);
+                if (open) left |= uint256(1) << market;
+                realized += r;
+                notionalClosed += n;
+                MarketData storage m = markets[market];
+                uint256 pen = MarginMath.mulDivCeil(n, m.liquidationPenaltyPpm, MarginMath.PPM);
+                penalty += pen;
+                liquidatorPart += pen * m.liquidatorSharePpm / MarginMath.PPM;
+            }
+            mask >>= 1;
+        }
+        a.marketMask = left;
+    }
+
+    /// @dev Close one position (or its liquidation slice) at whatever the venue gives; returns realized
+    ///      PnL, notional closed and whether part of the position is left.
+    function _closePosition(address accountOwner, uint32 subaccount, bytes32 key, uint256 market)
+        internal
+        returns (int256 realized, uint256 notionalClosed, bool left)
+    {
+        Position storage p = positions[key][market];
+        int256 size = p.sizeBase;
+        int256 closeSize = _liquidationSize(market, size);
+        IPriceVenue venue = markets[market].venue;
+        if (closeSize == size) {
+            int256 basis = p.openNotional;
+            delete positions[key][market];
+            int256 quoteDelta = venue.swap(-size);
+            realized = -quoteDelta - basis;
+            notionalClosed = MarginMath.abs(quoteDelta);
+            emit PositionLiquidated(accountOwner, subaccount, market, -size, quoteDelta, realized, 0, 0);
+        } else {
+            int256 quoteDelta = venue.swap(-closeSize);
+            realized = _applyFill(p, -closeSize, quoteDelta);
+            notionalClosed = MarginMath.abs(quoteDelta);
+            left = true;
+            emit PositionLiquidated(
+                accountOwner, subaccount, market, -closeSize, quoteDelta, realized, p.sizeBase, p.openNotional
+            );
+        }
+    }
+
+    // -------------------------------------------------- backstop internals
+
+    /// @dev The backstop vault's key, opening the vault on first use (else settling its funding).
+    function _openVault() internal returns (bytes32 vault) {
+        vault = vaultKey;
+        AccountData storage v = accounts[vault];
+        if (v.mode == MarginMode.NONE) {
+            v.mode = MarginMode.CROSS;
+            v.owner = address(this);
+            subaccountCount[address(this)] = 1;
+            emit SubaccountOpened(address(this), 0, MarginMode.CROSS, 0);
+        } else {
+            _settleAccount(address(this), 0, vault);
+        }
+    }
+
+    /// @dev Move every position of the account to the vault at the margin price; returns the PnL the
+    ///      account realizes (its value rounded down, against the account).
+    function _moveToVault(address accountOwner, uint32 subaccount, bytes32 key, bytes32 vault)
+        internal
+        returns (int256 realized)
+    {
+        AccountData storage a = accounts[key];
         uint256 mask = a.marketMask;
         for (uint256 market = 0; mask != 0; ++market) {
             if (mask & 1 == 1) {
-                (int256 r, uint256 n) = _closePosition(accountOwner, subaccount, key, market);
-                realized += r;
-                notionalClosed += n;
-                MarketParams storage params = markets[market].params;
-                uint256 pen = MarginMath.mulDivCeil(n, params.liquidationPenaltyPpm, MarginMath.PPM);
-                penalty += pen;
-                liquidatorPart += pen * params.liquidatorSharePpm / MarginMath.PPM;
+                Position storage p = positions[key][market];
+                int256 size = p.sizeBase;
+                uint256 price = _marginPrice(market, false);
+                int256 quote = size.value(price);
+                realized += quote - p.openNotional;
+                delete positions[key][market];
+                _vaultFill(vault, market, size, quote);
+                emit BackstopTakeover(accountOwner, subaccount, market, size, price, quote);
             }
             mask >>= 1;
         }
         a.marketMask = 0;
     }
 
-    /// @dev Close one position at whatever the venue gives; returns realized PnL and notional closed.
-    function _closePosition(address accountOwner, uint32 subaccount, bytes32 key, uint256 market)
+    /// @dev The vault buys `size` (sells when negative) for `quote`, merging with what it holds.
+    function _vaultFill(bytes32 vault, uint256 market, int256 size, int256 quote) internal {
+        AccountData storage v = accounts[vault];
+        Position storage vp = positions[vault][market];
+        if (vp.sizeBase == 0) _startPosition(v, vp, vault, market);
+        int256 r = _applyFill(vp, size, quote);
+        _setMarketBit(v, market, vp.sizeBase != 0);
+        if (vp.sizeBase == 0) delete positions[vault][market];
+        if (r != 0) _realize(vault, r);
+    }
+
+    // ---------------------------------------------- auto-deleveraging internals
+
+    /// @dev Close the bankrupt account's position in `market` at its bankruptcy price against opposite
+    ///      positions in profit, best ADL index first; close what is left on the venue.
+    function _deleverageMarket(AdlRun memory run, uint256 market) internal {
+        AdlMarket memory m = _adlMarket(run, market);
+        Queue memory queue = _adlQueue(run.key, market, m.size, m.price);
+        Position storage pb = positions[run.key][market];
+        while (pb.sizeBase != 0 && queue.size != 0) {
+            _adlFill(run, m, queue.cands[_pop(queue)]);
+        }
+        int256 rest = pb.sizeBase;
+        if (rest != 0) {
+            int256 quoteDelta = markets[market].venue.swap(-rest);
+            int256 r = _applyFill(pb, -rest, quoteDelta);
+            run.realized += r;
+            run.venueNotional += MarginMath.abs(quoteDelta);
+            emit PositionLiquidated(run.owner, run.subaccount, market, -rest, quoteDelta, r, 0, 0);
+        }
+        delete positions[run.key][market];
+    }
+
+    /// @dev The bankrupt position in `market` and its bankruptcy value: what the account receives for
+    ///      all of it (signed like its size) is the value at the margin price plus its share of the
+    ///      deficit (by notional, rounded down so the account never ends above zero), never past a
+    ///      zero price.
+    function _adlMarket(AdlRun memory run, uint256 market) internal view returns (AdlMarket memory m) {
+        m.market = market;
+        m.price = _marginPrice(market, false);
+        m.size = positions[run.key][market].sizeBase;
+        m.absSize = MarginMath.abs(m.size);
+        m.mm = markets[market].maintenanceMarginPpm;
+        int256 val = m.size.value(m.price);
+        m.target = val + MarginMath.mulDivFloor(run.deficit, MarginMath.notional(m.size, m.price), run.totalNotional);
+        if ((m.size > 0 && m.target < 0) || (m.size < 0 && m.target > 0)) m.target = 0;
+        m.extra = m.target - val;
+    }
+
+    /// @dev Opposite positions in profit (at the margin price) of healthy accounts with equity above
+    ///      their maintenance requirement, with Hyperliquid's ADL index:
+    ///      (mark / entry for longs, entry / mark for shorts) x notional / equity.
+    function _adlQueue(bytes32 bankrupt, uint256 market, int256 size, uint256 price)
         internal
-        returns (int256 realized, uint256 notionalClosed)
+        view
+        returns (Queue memory queue)
     {
-        Position storage p = positions[key][market];
-        int256 size = p.sizeBase;
-        int256 quoteDelta = markets[market].venue.swap(-size);
-        realized = -quoteDelta - p.openNotional;
-        notionalClosed = MarginMath.abs(quoteDelta);
-        delete positions[key][market];
-        emit PositionLiquidated(accountOwner, subaccount, market, -size, quoteDelta, realized);
+        bytes32[] storage list = holders[market];
+        uint256 len = list.length;
+        Candidate[] memory cands = new Candidate[](len);
+        uint256 n;
+        for (uint256 i = 0; i < len; ++i) {
+            bytes32 k = list[i];
+            if (k == bankrupt || k == vaultKey) continue;
+            Position storage p = positions[k][market];
+            int256 c = p.sizeBase;
+            if (c == 0 || (c > 0) == (size > 0)) continue;
+            int256 basis = p.openNotional;
+            if (c.value(price) - basis <= 0) continue;
+            Health memory hc = _health(k, false);
+            if (hc.equity <= int256(hc.maintenanceRequirement + ADL_SLACK)) continue;
+            uint256 equity = uint256(hc.equity);
+            uint256 notional = MarginMath.notional(c, price);
+            uint256 entry = MarginMath.abs(basis);
+            if (entry == 0) entry = 1;
+            uint256 score = c > 0 ? notional * notional * 1e18 / (entry * equity) : entry * 1e18 / equity;
+            cands[n++] = Candidate({key: k, score: score, headroom: equity - hc.maintenanceRequirement});
+        }
+        queue = Queue({cands: cands, heap: new uint256[](n), size: n});
+        for (uint256 i = 0; i < n; ++i) {
+            queue.heap[i] = i;
+        }
+        for (uint256 i = n / 2; i > 0; --i) {
+            _siftDown(queue, i - 1);
+        }
+    }
+
+    /// @dev Candidate `i` goes before `j`: higher score, ties to the lower account key.
+    function _ranksBefore(Candidate[] memory cands, uint256 i, uint256 j) internal pure returns (bool) {
+        return cands[i].score > cands[j].score
+            || (cands[i].score == cands[j].score && uint256(cands[i].key) < uint256(cands[j].key));
+    }
+
+    function _siftDown(Queue memory q, uint256 i) internal pure {
+        while (true) {
+            uint256 first = 2 * i + 1;
+            if (first >= q.size) return;
+            if (first + 1 < q.size && _ranksBefore(q.cands, q.heap[first + 1], q.heap[first])) first += 1;
+            if (!_ranksBefore(q.cands, q.heap[first], q.heap[i])) return;
+            (q.heap[i], q.heap[first]) = (q.heap[first], q.heap[i]);
+            i = first;
+        }
+    }
+
+    /// @dev Remove and return the best-ranked candidate's index.
+    function _pop(Queue memory q) internal pure returns (uint256 best) {
+        best = q.heap[0];
+        q.size -= 1;
+        q.heap[0] = q.heap[q.size];
+        _siftDown(q, 0);
+    }
+
+    /// @dev The largest size (base units) a counterparty with `headroom` = equity - maintenance can
+    ///      close at the bankruptcy price and stay at or above maintenance. Closing f of the position
+    ///      costs it f x extra / |size| against the margin price (plus at most 2 units of rounding) and
+    ///      lowers its requirement by f x price x mm / 1e26 (less at most 2 units), so it stays
+    ///      healthy while f x (extra x 1e26 - |size| x price x mm) <= (headroom - 4) x |size| x 1e26.
+    function _adlCap(uint256 headroom, int256 extra, uint256 absSize, uint256 price, uint256 mm)
+        internal
+        pure
+        virtual
+        returns (uint256)
+    {
+        if (headroom <= ADL_SLACK) return 0;
+        int256 denom = extra * 1e26 - int256(absSize * price * mm);
+        if (denom <= 0) return type(uint256).max;
+        return (headroom - ADL_SLACK) * absSize * 1e26 / uint256(denom);
+    }
+
+    /// @dev One fill: the counterparty `c` closes what it can of its opposite position (at most its
+    ///      cap) against the bankrupt account at the bankruptcy price, rounded against the counterparty.
+    function _adlFill(AdlRun memory run, AdlMarket memory m, Candidate memory c) internal {
+        // The counterparty trades `sizeDelta` (closing, signed like the bankrupt position) and pays
+        // `quote` (+ paid, - received); the bankrupt account trades and pays the opposite.
+        int256 sizeDelta = _adlFillSize(
+            positions[run.key][m.market].sizeBase,
+            positions[c.key][m.market].sizeBase,
+            _adlCap(c.headroom, m.extra, m.absSize, m.price, m.mm)
+        );
+        if (sizeDelta == 0) return;
+        int256 quote = MarginMath.mulDivCeilSigned(m.target, MarginMath.abs(sizeDelta), m.absSize);
+        _counterpartyFill(c.key, m.market, sizeDelta, quote);
+        run.realized += _applyFill(positions[run.key][m.market], -sizeDelta, -quote);
+        run.deleveragedNotional += MarginMath.abs(quote);
+        AccountData storage ca = accounts[c.key];
+        emit Deleveraged(m.market, run.owner, run.subaccount, ca.owner, ca.subaccount, -sizeDelta, -quote);
+        if (_health(c.key, false).liquidatable) revert AdlBrokeInvariant();
+    }
+
+    /// @dev min(|bankrupt size|, |counterparty size|, cap), signed like the bankrupt position.
+    function _adlFillSize(int256 bankruptSize, int256 counterpartySize, uint256 cap) internal pure returns (int256) {
+        uint256 f = MarginMath.abs(bankruptSize);
+        uint256 c = MarginMath.abs(counterpartySize);
+        if (c < f) f = c;
+        if (cap < f) f = cap;
+        return bankruptSize > 0 ? int256(f) : -int256(f);
+    }
+
+    /// @dev Settle the counterparty's funding, then apply its closing fill and realize its PnL.
+    function _counterpartyFill(bytes32 cpKey, uint256 market, int256 sizeDelta, int256 quote) internal {
+        AccountData storage ca = accounts[cpKey];
+        _settleAccount(ca.owner, ca.subaccount, cpKey);
+        Position storage pc = positions[cpKey][market];
+        int256 realized = _applyFill(pc, sizeDelta, quote);
+        if (pc.sizeBase == 0) {
+            delete positions[cpKey][market];
+            _setMarketBit(ca, market, false);
+        }
+        if (realized != 0) _realize(cpKey, realized);
     }
 }

@@ -65,6 +65,14 @@ def print_summary(summary: dict, folder: Path | None) -> None:
             f"{_fmt_usd(neg['peak'])}), shortfall marked to market {_fmt_usd(short['end'])} "
             f"(peak {_fmt_usd(short['peak'])})"
         )
+    w = summary.get("waterfall")
+    if w and (w["liquidations_partial"]["count"] or w["backstops"]["count"] or w["adl_fills"]):
+        print(
+            f"waterfall: {w['liquidations_partial']['count']} partial liquidations, "
+            f"{w['backstops']['count']} backstop takeovers, {w['deleveragings']['count']} "
+            f"auto-deleveragings ({w['adl_fills']} fills against "
+            f"{w['adl_counterparty_accounts']} accounts)"
+        )
     if amp.get("factor") is not None:
         print(
             f"cascade amplification: {amp['factor']:.2f} ({amp['liquidations']} liquidations vs "

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from agents.intents import (
     Action,
+    BackstopLiquidate,
+    Deleverage,
     Deposit,
     Intent,
     Liquidate,
@@ -95,6 +97,10 @@ class Wallet:
                 return c.trade_call(me, sub, market, size, limit)
             case Liquidate(owner, sub, n_markets):
                 return c.liquidate_call(me, owner, sub, n_markets)
+            case BackstopLiquidate(owner, sub, n_markets):
+                return c.backstop_call(me, owner, sub, n_markets)
+            case Deleverage(owner, sub, n_markets, n_holders):
+                return c.deleverage_call(me, owner, sub, n_markets, n_holders)
             case ReportPrice(market, price_e8):
                 return c.report_call(market, price_e8)
             case Deposit(sub, amount):

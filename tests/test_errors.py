@@ -15,7 +15,17 @@ from sim.chain.artifacts import load_artifact, load_manifest
 from sim.chain.backend import CallReverted
 from sim.exchange.client import System, SystemConfig, deploy_system, fixture_markets, revert_name
 from sim.units import BASE, PRICE_SCALE, USD
-from tests.helpers import ETH, open_account, revert_reason, set_price, trader
+from tests.helpers import (
+    ETH,
+    capped_book,
+    open_account,
+    open_book,
+    revert_reason,
+    set_market,
+    set_price,
+    trader,
+    waterfall_system,
+)
 
 
 def _mock_feed(s: System):
@@ -201,8 +211,93 @@ def t_length_mismatch(s):
     return revert_name(err.value.revert_data)
 
 
+def t_not_owner_risk_config(s):
+    return revert_reason(
+        s, s.call(trader(s, 0), s.exchange, "setRiskConfig", (666_667, True), gas=400_000)
+    )
+
+
+def t_invalid_risk_config(s):
+    return revert_reason(s, s.risk_config_call(1_000_001, False))
+
+
+def t_foreign_venue(s):
+    return revert_reason(
+        s,
+        s.call(
+            s.deployer,
+            s.exchange,
+            "addMarket",
+            s.feeds[ETH].address,
+            trader(s, 0),  # not a venue of this exchange
+            s.config.markets[ETH].params_tuple(),
+            gas=400_000,
+        ),
+    )
+
+
+def t_counterparty_fund_exhausted(s):
+    small = waterfall_system(counterparty_usd=10, session=s.session)
+    alice = trader(small, 0)
+    open_account(small, alice, 0, "cross", 0, 1_000)
+    small.send(small.trade_call(alice, 0, ETH, BASE))
+    set_market(small, ETH, 2_200)  # ~ +200 USD to realize; the fund holds 10
+    return revert_reason(small, small.trade_call(alice, 0, ETH, -BASE))
+
+
+def t_backstop_disabled(s):
+    alice = trader(s, 0)
+    open_account(s, alice, 0, "cross", 0, 1_000)
+    s.send(s.trade_call(alice, 0, ETH, BASE))
+    return revert_reason(s, s.backstop_call(trader(s, 1), alice, 0))
+
+
+def t_above_backstop_threshold(s):
+    w = waterfall_system(backstop_ppm=666_667, session=s.session)
+    open_book(w, [(0, "isolated", 1_000, BASE)])
+    return revert_reason(w, w.backstop_call(trader(w, 9), trader(w, 0), 0))
+
+
+def t_nothing_to_liquidate(s):
+    w = waterfall_system(backstop_ppm=666_667, session=s.session)
+    open_account(w, trader(w, 0), 0, "cross", 0, 1_000)
+    return revert_reason(w, w.backstop_call(trader(w, 9), trader(w, 0), 0))
+
+
+def t_protected_account(s):
+    return revert_reason(s, s.liquidate_call(trader(s, 0), s.exchange.address, 0))
+
+
+def t_deleverage_required(s):
+    w = waterfall_system(adl=True, insurance_usd=10, session=s.session)
+    open_book(w, [(0, "isolated", 1_100, 10 * BASE)])
+    set_market(w, ETH, 1_700)  # closing 10 ETH there leaves ~ -1,900 USD; the fund holds 10
+    return revert_reason(w, w.liquidate_call(trader(w, 9), trader(w, 0), 0))
+
+
+def t_adl_disabled(s):
+    return revert_reason(s, s.deleverage_call(trader(s, 1), trader(s, 0), 0))
+
+
+def t_insurance_can_cover(s):
+    w = waterfall_system(adl=True, session=s.session)
+    open_book(w, [(0, "isolated", 1_100, 10 * BASE)])
+    set_price(w, ETH, 1_700)
+    return revert_reason(w, w.deleverage_call(trader(w, 9), trader(w, 0), 0))
+
+
+def t_adl_broke_invariant(s):
+    # The same book as tests/test_waterfall.py's capped case, on an exchange without the ADL cap:
+    # the fill takes the counterparty's whole short and the assertion fires.
+    w = waterfall_system(
+        adl=True, insurance_usd=10, artifact="MarginExchangeUncapped", session=s.session
+    )
+    capped_book(w)
+    return revert_reason(w, w.deleverage_call(trader(w, 9), trader(w, 0), 0))
+
+
 TRIGGERS = {
-    "NotOwner": [t_not_owner_feed, t_not_owner_exchange],
+    "NotOwner": [t_not_owner_feed, t_not_owner_exchange, t_not_owner_risk_config],
     "NotReporter": [t_not_reporter],
     "InvalidAnswer": [t_invalid_answer],
     "UnknownRound": [t_unknown_round],
@@ -226,6 +321,17 @@ TRIGGERS = {
     "InvalidMarketParams": [t_invalid_market_params],
     "TooManyMarkets": [t_too_many_markets],
     "LengthMismatch": [t_length_mismatch],
+    "InvalidRiskConfig": [t_invalid_risk_config],
+    "ForeignVenue": [t_foreign_venue],
+    "CounterpartyFundExhausted": [t_counterparty_fund_exhausted],
+    "BackstopDisabled": [t_backstop_disabled],
+    "AboveBackstopThreshold": [t_above_backstop_threshold],
+    "NothingToLiquidate": [t_nothing_to_liquidate],
+    "ProtectedAccount": [t_protected_account],
+    "DeleverageRequired": [t_deleverage_required],
+    "AdlDisabled": [t_adl_disabled],
+    "InsuranceCanCover": [t_insurance_can_cover],
+    "AdlBrokeInvariant": [t_adl_broke_invariant],
 }
 
 CASES = [(name, fn) for name, fns in TRIGGERS.items() for fn in fns]

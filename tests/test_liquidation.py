@@ -67,6 +67,10 @@ def test_penalty_split_between_liquidator_and_insurance(liqsim_system):
     (liq,) = _events(mined, "Liquidated")
     assert liq.args["liquidatorReward"] == reward and liq.args["penaltyPaid"] == penalty
     assert liq.args["notionalClosed"] == proceeds
+    assert liq.args["isPartial"] is False  # the default close factor is 100%
+    (pl,) = _events(mined, "PositionLiquidated")
+    assert (pl.args["sizeClosed"], pl.args["newSize"], pl.args["newOpenNotional"]) == (-ONE, 0, 0)
+    assert pl.args["realizedPnl"] == proceeds - basis
 
 
 def test_insurance_fund_covers_negative_equity(liqsim_system):

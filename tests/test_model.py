@@ -45,6 +45,7 @@ def test_tiny_run_produces_every_table(crashy_model):
         "accounts",
         "traders",
         "exogenous",
+        "adl",
     }
     assert len(tables["blocks"]) == crashy_model.scenario.run.blocks
     kinds = set(tables["transactions"]["sender_kind"])
@@ -284,3 +285,73 @@ def test_interrupted_run_keeps_what_it_recorded(tmp_path, monkeypatch):
     assert status["state"] == "incomplete" and "chain died" in status["error"]
     assert len(pd.read_parquet(out / "blocks.parquet")) == 7
     assert (out / "scenario.toml").is_file()
+
+
+# ------------------------------------------------------------- the liquidation waterfall
+
+WATERFALL = [
+    "exchange.backstop_threshold=0.6667",
+    "exchange.adl_enabled=true",
+    "markets.0.partial_close_factor=0.2",
+    "markets.0.full_close_notional_usd=1000",
+    "markets.1.partial_close_factor=0.2",
+    "markets.1.full_close_notional_usd=1000",
+    "exchange.insurance_fund_usd=300",
+    "keeper.delay_blocks=3",
+]
+
+
+@pytest.fixture(scope="module")
+def waterfall_model():
+    model = LiqSimModel(resolve_scenario(TINY, CRASHY + WATERFALL), seed=5)
+    model.run()
+    return model
+
+
+def test_a_crash_walks_the_waterfall_in_the_model(waterfall_model):
+    """Partial liquidations by private liquidators, a backstop takeover and auto-deleveraging
+    by the keeper, each recorded once, and the account mirror still equal to the chain."""
+    m = waterfall_model
+    tables = m.recorder.tables()
+    liq, adl = tables["liquidations"], tables["adl"]
+    kinds = liq["kind"].value_counts().to_dict()
+    assert kinds.get("liquidation", 0) > 0 and liq["partial"].sum() > 0
+    assert kinds.get("backstop", 0) > 0 and kinds.get("deleverage", 0) > 0
+    keeper = next(a for a in m.by_address.values() if a.kind == "keeper")
+    assert set(liq.loc[liq["kind"] != "liquidation", "liquidator"]) == {keeper.address}
+    assert len(adl) > 0 and (adl["counterparty_kind"] != "keeper").all()
+    ex = m.system.exchange.functions
+    prices = m.view.margin_prices_e8()
+    for (owner, sub), acct in m.view.book.accounts.items():
+        assert ex.getAccount(owner, sub).call()[3] == acct.collateral_units
+        assert ex.accountHealth(owner, sub).call()[0] == (
+            health_of(acct, prices, m.view.book.risk).equity_units
+        )
+    vault = m.view.book.vault()
+    assert vault.positions, "the backstop took positions over"
+    assert m.view.insurance_units == ex.insuranceFund().call()
+    assert m.view.bad_debt_units == ex.totalBadDebt().call()
+    blocks = tables["blocks"]
+    assert blocks["backstops"].sum() == kinds["backstop"]
+    assert blocks["deleveragings"].sum() == kinds["deleverage"]
+
+
+def test_the_waterfall_figures_in_the_summary(waterfall_model):
+    from sim.output.summary import summarize
+
+    tables = waterfall_model.recorder.tables()
+    facts = {"market_names": ["ETH", "BTC"], "initial_insurance_usd": 300.0}
+    w = summarize(tables, facts)["waterfall"]
+    liq = tables["liquidations"]
+    assert w["liquidations_partial"]["count"] == int(liq["partial"].sum())
+    assert w["backstops"]["count"] == int((liq["kind"] == "backstop").sum())
+    assert w["deleveragings"]["count"] == int((liq["kind"] == "deleverage").sum())
+    assert w["adl_fills"] == len(tables["adl"])
+    assert sum(w["adl_notional_by_counterparty_kind_usd"].values()) == pytest.approx(
+        tables["adl"]["quote_usd"].abs().sum(), abs=1e-3
+    )
+
+
+def test_without_the_waterfall_there_is_no_keeper():
+    m = LiqSimModel(resolve_scenario(TINY, ["traders.count=2"]), seed=1)
+    assert m.roles.keeper is None and "keeper" not in {a.kind for a in m.by_address.values()}

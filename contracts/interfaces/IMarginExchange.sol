@@ -8,7 +8,9 @@ import {IPriceVenue} from "./IPriceVenue.sol";
 /// @title IMarginExchange
 /// @notice The external surface of MarginExchange: its public types, custom errors, events and
 ///         functions (perpetual futures settled in one collateral token, CROSS and ISOLATED
-///         subaccounts, oracle-priced margin checks, permissionless full liquidation).
+///         subaccounts, oracle-priced margin checks, permissionless liquidation and the rest of the
+///         liquidation waterfall: partial liquidation, backstop takeover, insurance fund,
+///         auto-deleveraging and socialized loss; every waterfall step is off by default).
 /// @dev Units: collateral and quote amounts in collateral units (6 decimals), position sizes in base
 ///      units (18 decimals), prices with 8 decimals, fractions in parts per million (ppm).
 ///      `contracts/artifacts/IMarginExchange.json` holds this interface's ABI (no bytecode).
@@ -38,6 +40,14 @@ interface IMarginExchange {
         PriceSource marginPrice;
         uint32 fundingPeriodS; // 0 = no funding
         uint32 fundingCapPpm; // cap on |mark - index| / index per funding period
+        uint32 partialCloseFactorPpm; // share of a large position one liquidation closes; 0 = full close
+        uint64 fullCloseNotional; // collateral units: positions with notional at or below are closed in full
+    }
+
+    /// @notice Exchange-wide switches of the liquidation waterfall (all off when zero).
+    struct RiskConfig {
+        uint32 backstopThresholdPpm; // backstop takeover when equity < threshold x maintenance; 0 = off
+        bool adlEnabled; // auto-deleveraging when the insurance fund cannot cover an account
     }
 
     /// @notice A market: its oracle, venue, risk parameters and funding state.
@@ -109,6 +119,29 @@ interface IMarginExchange {
     error TooManyMarkets(uint256 limit);
     /// @notice Batch arrays of different lengths.
     error LengthMismatch(uint256 owners, uint256 subaccounts);
+    /// @notice A risk configuration out of range (backstop threshold above 100%).
+    error InvalidRiskConfig(uint32 backstopThresholdPpm);
+    /// @notice The venue does not name this exchange as its only trader.
+    error ForeignVenue(address venue);
+    /// @notice The counterparty fund would end a transaction below zero.
+    error CounterpartyFundExhausted(int256 counterpartyFund);
+    /// @notice Backstop liquidation is switched off (threshold 0).
+    error BackstopDisabled();
+    /// @notice Backstop liquidation of an account whose equity is at or above the backstop threshold.
+    error AboveBackstopThreshold(int256 equity, uint256 thresholdRequirement);
+    /// @notice The account holds no position.
+    error NothingToLiquidate(address owner, uint32 subaccount);
+    /// @notice The protocol's backstop vault cannot be liquidated, taken over or deleveraged.
+    error ProtectedAccount();
+    /// @notice The account's deficit exceeds the insurance fund: auto-deleveraging comes first.
+    error DeleverageRequired(int256 equity, uint256 insuranceFund);
+    /// @notice Auto-deleveraging is switched off.
+    error AdlDisabled();
+    /// @notice Auto-deleveraging of an account the insurance fund can still cover.
+    error InsuranceCanCover(int256 equity, uint256 insuranceFund);
+    /// @notice A deleveraging fill would leave its counterparty liquidatable (an assertion: never
+    ///         raised by a correct exchange).
+    error AdlBrokeInvariant();
 
     // ---------------------------------------------------------------- events
 
@@ -139,16 +172,20 @@ interface IMarginExchange {
         int256 newOpenNotional,
         int256 realizedPnl
     );
-    /// @notice One position closed by a liquidation.
+    /// @notice One position closed, in full or in part, on its venue by a liquidation (or by
+    ///         auto-deleveraging when opposite positions run out). `sizeClosed` is the trade's signed
+    ///         size (- for a long); `newSize` and `newOpenNotional` are what is left (0 when closed).
     event PositionLiquidated(
         address indexed owner,
         uint32 indexed subaccount,
         uint256 indexed market,
         int256 sizeClosed,
         int256 quoteDelta,
-        int256 realizedPnl
+        int256 realizedPnl,
+        int256 newSize,
+        int256 newOpenNotional
     );
-    /// @notice An account was liquidated.
+    /// @notice An account was liquidated; `isPartial` is true when a position stays open.
     event Liquidated(
         address indexed owner,
         uint32 indexed subaccount,
@@ -158,7 +195,8 @@ interface IMarginExchange {
         uint256 liquidatorReward,
         uint256 insuranceShare,
         uint256 insuranceCover,
-        uint256 badDebt
+        uint256 badDebt,
+        bool isPartial
     );
     /// @notice Negative equity the insurance fund could not cover (socialized to the counterparty fund).
     event BadDebtRecorded(address indexed owner, uint32 indexed subaccount, uint256 amount, uint256 totalBadDebt);
@@ -166,6 +204,51 @@ interface IMarginExchange {
     event InsuranceDeposited(address indexed from, uint256 amount, uint256 insuranceFund);
     /// @notice The counterparty (virtual AMM liquidity) fund was topped up.
     event CounterpartyFunded(address indexed from, uint256 amount, int256 counterpartyFund);
+    /// @notice The exchange-wide waterfall switches changed.
+    event RiskConfigUpdated(RiskConfig config);
+    /// @notice One position moved to the backstop vault at the margin price `priceE8`: the account
+    ///         closes `size` and receives `quote` (its value, rounded down), the vault takes `size`
+    ///         at a cost basis of `quote` (signed like `size`).
+    event BackstopTakeover(
+        address indexed owner, uint32 indexed subaccount, uint256 indexed market, int256 size, uint256 priceE8, int256 quote
+    );
+    /// @notice An account was taken over by the backstop vault: `equity` is what was left after its
+    ///         positions moved (collateral units); a positive rest went to the vault (`marginToVault`),
+    ///         a deficit to the insurance fund (`insuranceCover`) and then to bad debt (`badDebt`).
+    event BackstopLiquidated(
+        address indexed owner,
+        uint32 indexed subaccount,
+        address indexed caller,
+        int256 equity,
+        uint256 marginToVault,
+        uint256 insuranceCover,
+        uint256 badDebt
+    );
+    /// @notice One auto-deleveraging fill at the bankrupt account's bankruptcy price, with no venue
+    ///         trade: the bankrupt account trades `size` (signed, - when its long is closed) and pays
+    ///         `quote` (+ paid, - received); its counterparty trades -size and pays -quote.
+    event Deleveraged(
+        uint256 indexed market,
+        address indexed owner,
+        uint32 subaccount,
+        address indexed counterpartyOwner,
+        uint32 counterpartySubaccount,
+        int256 size,
+        int256 quote
+    );
+    /// @notice An account was auto-deleveraged: `sizeDeleveragedNotional` is the notional closed
+    ///         against counterparties (at bankruptcy prices), `notionalOnVenue` what was closed on the
+    ///         venues when opposite positions ran out; the deficit left went to the insurance fund
+    ///         (`insuranceCover`) and then to bad debt (`badDebt`).
+    event AccountDeleveraged(
+        address indexed owner,
+        uint32 indexed subaccount,
+        address indexed caller,
+        uint256 sizeDeleveragedNotional,
+        uint256 notionalOnVenue,
+        uint256 insuranceCover,
+        uint256 badDebt
+    );
 
     // ------------------------------------------------------ constants, state
 
@@ -213,6 +296,12 @@ interface IMarginExchange {
     /// @param market market id
     /// @param params new parameters, validated
     function setMarketParams(uint256 market, MarketParams calldata params) external;
+
+    /// @notice Set the exchange-wide waterfall switches (backstop threshold, auto-deleveraging).
+    ///         Owner only. All zero (the default) keeps liquidation as the only step before the
+    ///         insurance fund and socialized loss.
+    /// @param config the new configuration; `backstopThresholdPpm` at most 1e6
+    function setRiskConfig(RiskConfig calldata config) external;
 
     /// @notice Add `amount` collateral units to the insurance fund (anyone).
     /// @param amount collateral units, pulled from the caller
@@ -263,18 +352,64 @@ interface IMarginExchange {
 
     // ------------------------------------------------------------ liquidation
 
-    /// @notice Liquidate an account whose equity is below its maintenance requirement: close all of
-    ///         its positions on the venues, pay the penalty from what equity is left (liquidator share
-    ///         to the caller, the rest to the insurance fund), cover negative equity from the
-    ///         insurance fund and record bad debt for what the fund cannot cover.
+    /// @notice Liquidate an account whose equity is below its maintenance requirement: close its
+    ///         positions on the venues (in full, or a `partialCloseFactorPpm` slice of a position whose
+    ///         notional is above its market's `fullCloseNotional`), pay the penalty on the notional
+    ///         closed from what equity is left (liquidator share to the caller, the rest to the
+    ///         insurance fund). When no position is left, negative equity is covered by the insurance
+    ///         fund and what the fund cannot cover is recorded as bad debt. With auto-deleveraging on,
+    ///         reverts `DeleverageRequired` when the closes would leave a deficit the fund cannot cover.
     /// @param accountOwner owner of the account
     /// @param subaccount its subaccount id
     function liquidate(address accountOwner, uint32 subaccount) external;
+
+    /// @notice Hand an account whose equity is below `backstopThresholdPpm` x its maintenance
+    ///         requirement to the backstop vault (anyone may call): every position moves to the vault
+    ///         at the margin price with no venue trade, a positive rest of the account's equity goes
+    ///         to the vault, a deficit to the insurance fund and then to bad debt. With
+    ///         auto-deleveraging on, reverts `DeleverageRequired` when the insurance fund cannot cover
+    ///         the account's deficit.
+    /// @param accountOwner owner of the account
+    /// @param subaccount its subaccount id
+    function backstopLiquidate(address accountOwner, uint32 subaccount) external;
+
+    /// @notice Auto-deleverage an account the insurance fund cannot cover at margin prices, or whose
+    ///         liquidation would revert `DeleverageRequired` (anyone may call): close all of its
+    ///         positions at its bankruptcy prices against opposite positions in profit, ranked by
+    ///         (mark/entry for longs, entry/mark for shorts) x notional / equity, each counterparty
+    ///         capped so it stays above maintenance; what no counterparty takes is closed on the venue.
+    ///         The account ends at zero: a deficit goes to the insurance fund and then to bad debt, a
+    ///         surplus (rounding, or a venue close better than the bankruptcy price) to the insurance
+    ///         fund. No liquidation penalty.
+    /// @param accountOwner owner of the account
+    /// @param subaccount its subaccount id
+    function deleverage(address accountOwner, uint32 subaccount) external;
 
     // ------------------------------------------------------------------ views
 
     /// @notice Number of listed markets.
     function marketCount() external view returns (uint256);
+
+    /// @notice The exchange-wide waterfall switches.
+    function riskConfig() external view returns (RiskConfig memory);
+
+    /// @notice The protocol's backstop vault account: (this exchange, subaccount 0), CROSS, opened on
+    ///         the first backstop takeover; never liquidated and exempt from margin checks.
+    /// @return vaultOwner the exchange's address
+    /// @return vaultSubaccount always 0
+    function backstopVault() external view returns (address vaultOwner, uint32 vaultSubaccount);
+
+    /// @notice Accounts that ever held a position in `market` (append-only; may hold none now).
+    /// @param market market id
+    /// @return count length of the list
+    function holderCount(uint256 market) external view returns (uint256 count);
+
+    /// @notice The `index`-th account that ever held a position in `market`.
+    /// @param market market id
+    /// @param index position in the list, below `holderCount(market)`
+    /// @return accountOwner owner
+    /// @return subaccount subaccount id
+    function holderAt(uint256 market, uint256 index) external view returns (address accountOwner, uint32 subaccount);
 
     /// @notice A market's feed, venue, parameters and funding state.
     /// @param market market id

@@ -16,4 +16,7 @@ interface IPriceVenue {
 
     /// @notice The venue's marginal (mark) price, 8 decimals.
     function markPriceE8() external view returns (uint256);
+
+    /// @notice The one exchange allowed to trade (checked when the exchange lists the venue).
+    function exchange() external view returns (address);
 }

@@ -18,10 +18,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sim.chain.events import Event
+from sim.exchange.fill_math import apply_fill
 from sim.units import PPM
 
 VALUE_SCALE = 10**20
 CROSS, ISOLATED = 1, 2
+
+
+def _set_position(acct: AccountState, market: int, size: int, basis: int) -> None:
+    if size == 0:
+        acct.positions.pop(market, None)
+    else:
+        acct.positions[market] = PositionState(size, basis)
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -141,8 +149,9 @@ def contagion_markets(
 class AccountBook:
     """All accounts, positions and collateral, mirrored from exchange events."""
 
-    def __init__(self, risk: Sequence[MarketRisk]):
+    def __init__(self, risk: Sequence[MarketRisk], exchange: str = ""):
         self.risk = tuple(risk)
+        self.exchange = exchange  # the exchange's address: owner of the backstop vault
         self.accounts: dict[tuple[str, int], AccountState] = {}
 
     def get(self, owner: str, subaccount: int) -> AccountState | None:
@@ -161,6 +170,7 @@ class AccountBook:
         {
             "MarketAdded",
             "MarketParamsUpdated",
+            "RiskConfigUpdated",
             "InsuranceDeposited",
             "CounterpartyFunded",
             "FundingAccrued",
@@ -230,10 +240,52 @@ class AccountBook:
     def _on_PositionLiquidated(self, a: dict) -> None:
         acct = self._acct(a)
         acct.collateral_units += a["realizedPnl"]
-        acct.positions.pop(a["market"], None)
+        _set_position(acct, a["market"], a["newSize"], a["newOpenNotional"])
 
     def _on_Liquidated(self, a: dict) -> None:
         acct = self._acct(a)
         acct.collateral_units += a["insuranceCover"] + a["badDebt"] - a["penaltyPaid"]
         acct.liquidations += 1
         acct.first_liquidatable_block = None
+
+    # the waterfall's later steps: fills without a venue trade, replayed with the contract's math
+
+    def _fill(self, acct: AccountState, market: int, delta: int, quote: int) -> None:
+        pos = acct.positions.get(market, PositionState())
+        size, basis, realized = apply_fill(pos.size_base, pos.open_notional_units, delta, quote)
+        acct.collateral_units += realized
+        _set_position(acct, market, size, basis)
+
+    def _on_BackstopTakeover(self, a: dict) -> None:
+        """A position moves to the backstop vault at the margin price (no venue trade)."""
+        acct, market = self._acct(a), a["market"]
+        pos = acct.positions.pop(market)
+        acct.collateral_units += a["quote"] - pos.open_notional_units
+        self._fill(self.vault(), market, a["size"], a["quote"])
+
+    def _on_BackstopLiquidated(self, a: dict) -> None:
+        acct = self._acct(a)
+        acct.collateral_units += a["insuranceCover"] + a["badDebt"] - a["marginToVault"]
+        self.vault().collateral_units += a["marginToVault"]
+        acct.liquidations += 1
+        acct.first_liquidatable_block = None
+
+    def _on_Deleveraged(self, a: dict) -> None:
+        """One ADL fill: the bankrupt account (size, quote from its side) against a counterparty
+        at the bankruptcy price."""
+        market = a["market"]
+        self._fill(self._acct(a), market, a["size"], a["quote"])
+        cp = self.accounts[(a["counterpartyOwner"], a["counterpartySubaccount"])]
+        self._fill(cp, market, -a["size"], -a["quote"])
+
+    def _on_AccountDeleveraged(self, a: dict) -> None:
+        """The bankrupt account ends at zero: its deficit absorbed, or its surplus (rounding, a
+        better venue close) handed to the insurance fund."""
+        acct = self._acct(a)
+        acct.collateral_units = 0
+        acct.liquidations += 1
+        acct.first_liquidatable_block = None
+
+    def vault(self) -> AccountState:
+        """The protocol's backstop vault (opened on chain by the first takeover)."""
+        return self.accounts[(self.exchange, 0)]

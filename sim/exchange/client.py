@@ -43,10 +43,34 @@ class GasLimits:
     report: int = 120_000
     liquidate_base: int = 250_000
     liquidate_per_market: int = 150_000
+    backstop_base: int = 300_000
+    backstop_per_market: int = 200_000
+    # auto-deleveraging reads every holder of the account's markets: the base covers
+    # deleverage_holders_in_base of them even if each is a counterparty filled (about 14,000 gas
+    # per holder read, 21,000 per opposite position in profit, 30,000 per fill, plus refunds
+    # returned only at the end); each holder beyond adds deleverage_per_holder
+    deleverage_base: int = 6_000_000
+    deleverage_per_market: int = 100_000
+    deleverage_holders_in_base: int = 150
+    deleverage_per_holder: int = 50_000
 
     def liquidate(self, n_markets: int) -> int:
         """Gas limit for liquidating an account holding ``n_markets`` positions."""
         return self.liquidate_base + self.liquidate_per_market * max(1, n_markets)
+
+    def backstop(self, n_markets: int) -> int:
+        """Gas limit for a backstop takeover of an account holding ``n_markets`` positions."""
+        return self.backstop_base + self.backstop_per_market * max(1, n_markets)
+
+    def deleverage(self, n_markets: int, n_holders: int = 0) -> int:
+        """Gas limit for auto-deleveraging an account holding ``n_markets`` positions, whose
+        markets have ``n_holders`` holders in all (``System.holder_count``; 0: not counted)."""
+        extra = max(0, n_holders - self.deleverage_holders_in_base)
+        return (
+            self.deleverage_base
+            + self.deleverage_per_market * max(1, n_markets)
+            + self.deleverage_per_holder * extra
+        )
 
 
 @dataclass(frozen=True)
@@ -64,6 +88,10 @@ class MarketSpec:
     margin_price: str = "index"
     funding_period_s: int = 0
     funding_cap_ppm: int = 0
+    # partial liquidation: a position whose notional at the margin price is above
+    # full_close_notional_units loses ceil(|size| * factor) per liquidation (0 = full close)
+    partial_close_factor_ppm: int = 0
+    full_close_notional_units: int = 0
 
     def __post_init__(self) -> None:
         where = f"market {self.name!r}"
@@ -80,6 +108,10 @@ class MarketSpec:
             raise ValueError(f"{where}: margin_price must be 'index' or 'mark'")
         if self.venue_depth_units <= 0:
             raise ValueError(f"{where}: venue_depth_units must be > 0")
+        if not 0 <= self.partial_close_factor_ppm <= PPM:
+            raise ValueError(f"{where}: partial_close_factor_ppm must be in [0, 1e6] ppm")
+        if not 0 <= self.full_close_notional_units < 2**64:
+            raise ValueError(f"{where}: full_close_notional_units must be in [0, 2**64)")
 
     @property
     def venue_base_reserve(self) -> int:
@@ -97,6 +129,8 @@ class MarketSpec:
             MARGIN_PRICE_SOURCES[self.margin_price],
             self.funding_period_s,
             self.funding_cap_ppm,
+            self.partial_close_factor_ppm,
+            self.full_close_notional_units,
         )
 
 
@@ -123,6 +157,10 @@ class SystemConfig:
     deployer_index: int = 0  # index into the session's dev accounts
     reporter_index: int = 1
     gas: GasLimits = field(default_factory=GasLimits)
+    # the liquidation waterfall's exchange-wide switches (both off by default): backstop takeover
+    # below this fraction of maintenance (Hyperliquid: 2/3) and auto-deleveraging
+    backstop_threshold_ppm: int = 0
+    adl_enabled: bool = False
 
     def __post_init__(self) -> None:
         if not self.markets:
@@ -132,6 +170,13 @@ class SystemConfig:
             raise ValueError(f"SystemConfig.markets: duplicate market names {names}")
         if self.insurance_fund_units < 0 or self.counterparty_fund_units < 0:
             raise ValueError("SystemConfig: fund sizes must be >= 0")
+        if not 0 <= self.backstop_threshold_ppm <= PPM:
+            raise ValueError("SystemConfig.backstop_threshold_ppm must be in [0, 1e6] ppm")
+
+    @property
+    def risk_config(self) -> tuple[int, bool]:
+        """The ``RiskConfig`` struct as the contract expects it."""
+        return (self.backstop_threshold_ppm, self.adl_enabled)
 
 
 class TxFailed(RuntimeError):
@@ -313,6 +358,46 @@ class System:
             gas=self.config.gas.liquidate(n_markets),
         )
 
+    def backstop_call(self, caller: str, owner: str, subaccount: int, n_markets: int = 1) -> Call:
+        """Hand ``(owner, subaccount)`` to the backstop vault (``backstopLiquidate``)."""
+        return self.call(
+            caller,
+            self.exchange,
+            "backstopLiquidate",
+            owner,
+            subaccount,
+            gas=self.config.gas.backstop(n_markets),
+        )
+
+    def deleverage_call(
+        self, caller: str, owner: str, subaccount: int, n_markets: int = 1, n_holders: int = 0
+    ) -> Call:
+        """Auto-deleverage ``(owner, subaccount)`` (``deleverage``). ``n_holders``, the holders of
+        its markets (``holder_count``), raises the gas limit for books of more than a hundred or
+        so accounts."""
+        return self.call(
+            caller,
+            self.exchange,
+            "deleverage",
+            owner,
+            subaccount,
+            gas=self.config.gas.deleverage(n_markets, n_holders),
+        )
+
+    def holder_count(self, markets: Sequence[int]) -> int:
+        """Accounts that ever held a position in ``markets`` (summed): what ``deleverage`` reads."""
+        return sum(self.exchange.functions.holderCount(m).call() for m in markets)
+
+    def risk_config_call(self, backstop_threshold_ppm: int, adl_enabled: bool) -> Call:
+        """The owner sets the waterfall's exchange-wide switches (``setRiskConfig``)."""
+        return self.call(
+            self.deployer,
+            self.exchange,
+            "setRiskConfig",
+            (backstop_threshold_ppm, adl_enabled),
+            gas=self.config.gas.admin,
+        )
+
     def healths(self, owners: Sequence[str], subaccounts: Sequence[int]) -> list[tuple]:
         """``healthOf``: one batch read of many accounts' health tuples (equity, initial and
         maintenance requirements, notional, liquidatable)."""
@@ -358,16 +443,22 @@ def _deploy(session: ChainSession, sender: str, name: str, *args: Any, gas: int)
     return _contract(session, name, session.deploy(sender, data, gas))
 
 
-def deploy_system(session: ChainSession, config: SystemConfig | None = None) -> System:
+def deploy_system(
+    session: ChainSession,
+    config: SystemConfig | None = None,
+    exchange_artifact: str = "MarginExchange",
+) -> System:
     """Deploy token, exchange, one oracle feed and one virtual AMM per market, list the markets,
-    authorize the reporter, write each market's initial price and seed the insurance and
-    counterparty funds. Returns handles to everything."""
+    authorize the reporter, write each market's initial price, set the waterfall's switches (only
+    when one is on) and seed the insurance and counterparty funds. Returns handles to everything.
+    ``exchange_artifact`` names the exchange contract to deploy (a test harness derived from
+    ``MarginExchange``)."""
     config = config or SystemConfig()
     g = config.gas
     deployer = session.accounts[config.deployer_index].address
     reporter = session.accounts[config.reporter_index].address
     token = _deploy(session, deployer, "CollateralToken", "Liq USD", "lUSD", deployer, gas=g.deploy)
-    exchange = _deploy(session, deployer, "MarginExchange", token.address, deployer, gas=g.deploy)
+    exchange = _deploy(session, deployer, exchange_artifact, token.address, deployer, gas=g.deploy)
     feeds, venues = [], []
     for m in config.markets:
         feeds.append(
@@ -400,6 +491,8 @@ def deploy_system(session: ChainSession, config: SystemConfig | None = None) -> 
                 gas=g.admin,
             )
         )
+    if config.backstop_threshold_ppm or config.adl_enabled:
+        calls.append(system.risk_config_call(*config.risk_config))
     funds = config.insurance_fund_units + config.counterparty_fund_units
     if funds:
         calls += system.fund_trader_calls(deployer, funds)

@@ -26,6 +26,8 @@ def system_config(s: Scenario, initial_prices_e8: Sequence[int]) -> SystemConfig
             margin_price=ex.margin_price,
             funding_period_s=ex.funding_period_s if ex.funding_enabled else 0,
             funding_cap_ppm=fraction_to_ppm(ex.funding_cap) if ex.funding_enabled else 0,
+            partial_close_factor_ppm=fraction_to_ppm(m.partial_close_factor),
+            full_close_notional_units=usd_to_units(m.full_close_notional_usd),
         )
         for i, m in enumerate(s.markets)
     )
@@ -33,4 +35,6 @@ def system_config(s: Scenario, initial_prices_e8: Sequence[int]) -> SystemConfig
         markets=markets,
         insurance_fund_units=usd_to_units(ex.insurance_fund_usd),
         counterparty_fund_units=usd_to_units(ex.counterparty_fund_usd),
+        backstop_threshold_ppm=fraction_to_ppm(ex.backstop_threshold),
+        adl_enabled=ex.adl_enabled,
     )

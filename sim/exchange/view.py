@@ -60,17 +60,20 @@ class ChainView:
         oracles: Sequence[OracleState],
         venue_states: Sequence[VenueState],
         use_mark_price: bool = False,
+        insurance_units: int = 0,
     ):
         self._feed_index = {a: i for i, a in enumerate(feeds)}
         self._venue_index = {a: i for i, a in enumerate(venues)}
         self.exchange = exchange
-        self.book = AccountBook(risk)
+        self.book = AccountBook(risk, exchange)
         self.oracles = list(oracles)
         self.venues = list(venue_states)
         self.block_number = 0
         self.timestamp_s = 0
         self.next_base_fee_wei = 0
         self.use_mark_price = use_mark_price  # the exchange's margin price: venue mark, not oracle
+        self.insurance_units = insurance_units  # the exchange's insurance fund
+        self.bad_debt_units = 0  # bad debt recorded since the view started
 
     @property
     def n_markets(self) -> int:
@@ -85,12 +88,25 @@ class ChainView:
             return [v.mark_e8 for v in self.venues]
         return self.oracle_prices_e8()
 
+    def _track_funds(self, ev: Event) -> None:
+        """The insurance fund and recorded bad debt, from the exchange's events."""
+        a = ev.args
+        if ev.name == "InsuranceDeposited":
+            self.insurance_units = a["insuranceFund"]
+        elif ev.name == "Liquidated":
+            self.insurance_units += a["insuranceShare"] - a["insuranceCover"]
+            self.bad_debt_units += a["badDebt"]
+        elif ev.name in ("BackstopLiquidated", "AccountDeleveraged"):
+            self.insurance_units -= a["insuranceCover"]
+            self.bad_debt_units += a["badDebt"]
+
     def apply(self, events: Iterable[Event]) -> None:
         """Apply one block's decoded events in order."""
         exchange_events = []
         for ev in events:
             if ev.address == self.exchange:
                 exchange_events.append(ev)
+                self._track_funds(ev)
             elif ev.name == "AnswerUpdated" and ev.address in self._feed_index:
                 o = self.oracles[self._feed_index[ev.address]]
                 o.price_e8, o.updated_at_s, o.round_id = (

@@ -4,11 +4,12 @@ construction (agents never read the scenario themselves)."""
 from __future__ import annotations
 
 from agents.arbitrageur import ArbitrageurParams
+from agents.keeper import KeeperParams
 from agents.liquidator import LiquidatorParams
 from agents.oracle_reporter import TRACKING_PRIORITY_GWEI, ReporterParams
 from agents.trader import TraderParams
 from sim.scenario.schema import Scenario
-from sim.units import gwei_to_wei, usd_to_units
+from sim.units import fraction_to_ppm, gwei_to_wei, usd_to_units
 
 
 def trader_params(s: Scenario) -> TraderParams:
@@ -58,3 +59,17 @@ def arbitrageur_params(s: Scenario, offset: int) -> ArbitrageurParams:
         priority_fee_wei=gwei_to_wei(a.priority_fee_gwei),
         offset=offset,
     )
+
+
+def keeper_params(s: Scenario) -> KeeperParams:
+    return KeeperParams(
+        delay_blocks=s.keeper.delay_blocks,
+        priority_fee_wei=gwei_to_wei(s.keeper.priority_fee_gwei),
+        backstop_threshold_ppm=fraction_to_ppm(s.exchange.backstop_threshold),
+        adl_enabled=s.exchange.adl_enabled,
+    )
+
+
+def keeper_needed(s: Scenario) -> bool:
+    """The keeper exists only when the waterfall has a step for it."""
+    return s.exchange.backstop_threshold > 0 or s.exchange.adl_enabled

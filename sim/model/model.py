@@ -20,6 +20,7 @@ import numpy as np
 
 from agents.arbitrageur import Arbitrageur
 from agents.base import ChainAgent
+from agents.keeper import Keeper
 from agents.liquidator import Liquidator
 from agents.oracle_reporter import OracleReporter
 from agents.trader import Trader
@@ -35,6 +36,8 @@ from sim.market.background import BackgroundDemand
 from sim.market.builder import BlockBuilder, BlockResult
 from sim.model.agent_params import (
     arbitrageur_params,
+    keeper_needed,
+    keeper_params,
     liquidator_params,
     reporter_params,
     trader_params,
@@ -60,17 +63,26 @@ class Roles:
     traders: range
     liquidators: range
     arbitrageurs: range
+    keeper: int | None  # the protocol's keeper, when the waterfall has a step for it
 
     @property
     def count(self) -> int:
-        return self.arbitrageurs.stop
+        return self.arbitrageurs.stop + (self.keeper is not None)
 
 
 def _roles(s: Scenario) -> Roles:
     t0 = 2
     l0 = t0 + s.traders.count
     a0 = l0 + s.liquidators.count
-    return Roles(0, 1, range(t0, l0), range(l0, a0), range(a0, a0 + s.arbitrageurs.count))
+    k = a0 + s.arbitrageurs.count
+    return Roles(
+        0,
+        1,
+        range(t0, l0),
+        range(l0, a0),
+        range(a0, k),
+        k if keeper_needed(s) else None,
+    )
 
 
 class LiqSimModel(mesa.Model):
@@ -134,6 +146,8 @@ class LiqSimModel(mesa.Model):
             (accounts[i].address, int(s.liquidators.eth_budget * ETHER)) for i in r.liquidators
         ]
         balances += [(accounts[i].address, 1_000 * ETHER) for i in r.arbitrageurs]
+        if r.keeper is not None:
+            balances.append((accounts[r.keeper].address, int(s.keeper.eth_budget * ETHER)))
         gas_limit = GAS_FREE_BLOCK_GAS_LIMIT if self.gas_free else s.chain.block_gas_limit
         base_fee = 0 if self.gas_free else gwei_to_wei(s.chain.initial_base_fee_gwei)
         genesis = GenesisConfig(
@@ -189,6 +203,7 @@ class LiqSimModel(mesa.Model):
             oracles,
             venues,
             use_mark_price=self.scenario.exchange.margin_price == "mark",
+            insurance_units=system.exchange.functions.insuranceFund().call(),
         )
         view.apply(self._setup_events)
         head = self.session.head()
@@ -214,6 +229,8 @@ class LiqSimModel(mesa.Model):
             self._add_wallet(Liquidator(self, self._address(i), liquidator_params(s, latency)))
         for k, i in enumerate(self.roles.arbitrageurs):
             self._add_wallet(Arbitrageur(self, self._address(i), arbitrageur_params(s, k)))
+        if self.roles.keeper is not None:
+            self._add_wallet(Keeper(self, self._address(self.roles.keeper), keeper_params(s)))
 
     def _add_wallet(self, agent: ChainAgent, fee_cap_multiplier: float = 2) -> None:
         self.wallets[agent.address] = Wallet(

@@ -18,7 +18,7 @@ from sim.exchange.book import (
     contagion_markets,
     position_notional,
 )
-from sim.units import GWEI, USD
+from sim.units import BASE, GWEI, USD
 
 if TYPE_CHECKING:
     from sim.chain.records import TxRecord
@@ -35,10 +35,11 @@ class Recorder:
         self.transactions: list[dict[str, Any]] = []
         self.dropped: list[dict[str, Any]] = []
         self.liquidations: list[dict[str, Any]] = []
-        self.insurance_units = model.system.config.insurance_fund_units
-        self.bad_debt_units = 0
+        self.adl_fills: list[dict[str, Any]] = []
         self.current: dict[str, Any] = {}
         self._block_liquidations = 0
+        self._block_backstops = 0
+        self._block_deleveragings = 0
         self._block_notional = 0.0
         self.datacollector = DataCollector(
             model_reporters={k: self._reporter(k) for k in self._columns()}
@@ -62,6 +63,8 @@ class Recorder:
             "mean_priority_fee_gwei",
             "max_priority_fee_gwei",
             "liquidations",
+            "backstops",
+            "deleveragings",
             "liquidated_notional_usd",
             "liquidatable_accounts",
             "open_interest_usd",
@@ -84,11 +87,44 @@ class Recorder:
     def before_tx(self, rec: TxRecord, events: list[Event]) -> None:
         """Record one mined transaction; called before its events reach the view."""
         self.transactions.append(asdict(rec))
-        liquidated = [e for e in events if e.name == "Liquidated"]
-        for ev in liquidated:
-            self._record_liquidation(rec, ev, [e for e in events if e.name == "PositionLiquidated"])
+        closes = [e for e in events if e.name in ("PositionLiquidated", "BackstopTakeover")]
+        fills = [e for e in events if e.name == "Deleveraged"]
+        for ev in events:
+            if ev.name == "Liquidated":
+                self._record_liquidation(rec, ev, closes, "liquidation")
+                self._block_liquidations += 1
+            elif ev.name == "BackstopLiquidated":
+                self._record_liquidation(rec, ev, closes, "backstop")
+                self._block_backstops += 1
+            elif ev.name == "AccountDeleveraged":
+                self._record_liquidation(rec, ev, closes + fills, "deleverage")
+                self._block_deleveragings += 1
+        for ev in fills:
+            self._record_adl_fill(rec, ev)
 
-    def _record_liquidation(self, rec: TxRecord, ev: Event, closes: list[Event]) -> None:
+    def _record_adl_fill(self, rec: TxRecord, ev: Event) -> None:
+        a = ev.args
+        cp = self.model.by_address.get(a["counterpartyOwner"])
+        self.adl_fills.append(
+            {
+                "block": self.model.block,
+                "chain_block": rec.block_number,
+                "tx_hash": rec.tx_hash,
+                "market": self.market_names[a["market"]],
+                "owner": a["owner"],
+                "subaccount": a["subaccount"],
+                "counterparty_owner": a["counterpartyOwner"],
+                "counterparty_subaccount": a["counterpartySubaccount"],
+                "counterparty_kind": cp.kind if cp is not None else "other",
+                "size": a["size"] / BASE,
+                "quote_usd": a["quote"] / USD,
+                "price_usd": abs(a["quote"]) / USD / (abs(a["size"]) / BASE) if a["size"] else 0.0,
+            }
+        )
+
+    def _record_liquidation(self, rec: TxRecord, ev: Event, closes: list[Event], kind: str) -> None:
+        """One row per step of the waterfall that closed (part of) an account: a liquidation
+        (full or partial), a backstop takeover or an auto-deleveraging."""
         view = self.model.view
         a = ev.args
         acct = view.book.get(a["owner"], a["subaccount"])
@@ -100,23 +136,29 @@ class Recorder:
         health = view.book.health(acct, prices) if acct is not None else None
         first = acct.first_liquidatable_block if acct is not None else None
         block = self.model.block
-        markets = sorted(e.args["market"] for e in closes if e.args["owner"] == a["owner"])
+        mine = [
+            e.args
+            for e in closes
+            if e.args["owner"] == a["owner"] and e.args["subaccount"] == a["subaccount"]
+        ]
+        markets = sorted({c["market"] for c in mine})
+        notional = _closed_notional(kind, a, mine)
         self.liquidations.append(
             {
                 "block": block,
                 "chain_block": rec.block_number,
                 "tx_hash": rec.tx_hash,
                 "tx_index": rec.index_in_block,
-                "liquidator": a["liquidator"],
+                "liquidator": a["liquidator"] if kind == "liquidation" else a["caller"],
                 "owner": a["owner"],
                 "subaccount": a["subaccount"],
                 "mode": ("cross" if acct.mode == CROSS else "isolated") if acct is not None else "",
                 "markets": ",".join(self.market_names[m] for m in markets),
                 "positions": len(markets),
-                "notional_usd": a["notionalClosed"] / USD,
-                "penalty_usd": a["penaltyPaid"] / USD,
-                "liquidator_reward_usd": a["liquidatorReward"] / USD,
-                "insurance_share_usd": a["insuranceShare"] / USD,
+                "notional_usd": notional / USD,
+                "penalty_usd": a.get("penaltyPaid", 0) / USD,
+                "liquidator_reward_usd": a.get("liquidatorReward", 0) / USD,
+                "insurance_share_usd": a.get("insuranceShare", 0) / USD,
                 "insurance_cover_usd": a["insuranceCover"] / USD,
                 "bad_debt_usd": a["badDebt"] / USD,
                 "equity_before_usd": health.equity_units / USD if health else float("nan"),
@@ -126,12 +168,11 @@ class Recorder:
                 "contagion_notional_usd": contagion_units / USD,
                 "gas_used": rec.gas_used,
                 "priority_fee_gwei": rec.priority_fee_per_gas_wei / GWEI,
+                "kind": kind,
+                "partial": bool(a.get("isPartial", False)),
             }
         )
-        self.insurance_units += a["insuranceShare"] - a["insuranceCover"]
-        self.bad_debt_units += a["badDebt"]
-        self._block_liquidations += 1
-        self._block_notional += a["notionalClosed"] / USD
+        self._block_notional += notional / USD
 
     def after_block(self, result: BlockResult, events: list[Event]) -> None:
         """Record the block's row (through the Mesa DataCollector) and its dropped txs."""
@@ -146,7 +187,7 @@ class Recorder:
             position_notional(p.size_base, prices[m]) for a in held for m, p in a.positions.items()
         )
         losses = marked_losses(
-            held, view.book, prices, external, self.bad_debt_units, self.insurance_units
+            held, view.book, prices, external, view.bad_debt_units, view.insurance_units
         )
         row: dict[str, Any] = {
             "block": model.block,
@@ -170,16 +211,18 @@ class Recorder:
             mean_priority_fee_gwei=sum(prios) / len(prios) if prios else 0.0,
             max_priority_fee_gwei=max(prios) if prios else 0.0,
             liquidations=self._block_liquidations,
+            backstops=self._block_backstops,
+            deleveragings=self._block_deleveragings,
             liquidated_notional_usd=self._block_notional,
             liquidatable_accounts=len(model.liquidatable),
             open_interest_usd=oi / USD,
-            insurance_fund_usd=self.insurance_units / USD,
-            bad_debt_usd=self.bad_debt_units / USD,
+            insurance_fund_usd=view.insurance_units / USD,
+            bad_debt_usd=view.bad_debt_units / USD,
             **losses,
         )
         self.current = row
         self.datacollector.collect(model)
-        self._block_liquidations = 0
+        self._block_liquidations = self._block_backstops = self._block_deleveragings = 0
         self._block_notional = 0.0
 
     # ----------------------------------------------------------------- tables
@@ -192,6 +235,7 @@ class Recorder:
             "transactions": _frame(self.transactions, TX_COLUMNS),
             "dropped": _frame(self.dropped, DROPPED_COLUMNS),
             "liquidations": _frame(self.liquidations, LIQUIDATION_COLUMNS),
+            "adl": _frame(self.adl_fills, ADL_COLUMNS),
             "accounts": self._accounts(),
             "traders": trader_table(self.model),
             "exogenous": exogenous_table(self.model),
@@ -221,6 +265,17 @@ class Recorder:
                 }
             )
         return _frame(rows, ACCOUNT_COLUMNS)
+
+
+def _closed_notional(kind: str, a: dict[str, Any], closes: list[dict[str, Any]]) -> int:
+    """Notional an event closed, in collateral units: the liquidation's own figure, the sum of
+    the positions a backstop took over (at the margin price), or what ADL closed against
+    counterparties plus what it closed on the venue."""
+    if kind == "liquidation":
+        return a["notionalClosed"]
+    if kind == "backstop":
+        return sum(abs(c["quote"]) for c in closes)
+    return a["sizeDeleveragedNotional"] + a["notionalOnVenue"]
 
 
 def marked_losses(
@@ -374,6 +429,22 @@ LIQUIDATION_COLUMNS = [
     "contagion_notional_usd",
     "gas_used",
     "priority_fee_gwei",
+    "kind",
+    "partial",
+]
+ADL_COLUMNS = [
+    "block",
+    "chain_block",
+    "tx_hash",
+    "market",
+    "owner",
+    "subaccount",
+    "counterparty_owner",
+    "counterparty_subaccount",
+    "counterparty_kind",
+    "size",
+    "quote_usd",
+    "price_usd",
 ]
 ACCOUNT_COLUMNS = [
     "owner",

@@ -100,6 +100,7 @@ def summarize(tables: dict[str, pd.DataFrame], facts: dict[str, Any]) -> dict[st
         "bad_debt_usd": _f(liq["bad_debt_usd"].sum()) if not liq.empty else 0.0,
         "underwater_unliquidated": _underwater(accounts),
         "losses": losses(blocks, liq, facts["initial_insurance_usd"]),
+        "waterfall": waterfall(liq, tables.get("adl", pd.DataFrame())),
         "insurance_fund": {
             "initial_usd": _f(facts["initial_insurance_usd"]),
             "final_usd": _f(insurance.iloc[-1]),
@@ -155,6 +156,41 @@ def losses(blocks: pd.DataFrame, liq: pd.DataFrame, initial_insurance_usd: float
         else 0.0,
         "shortfall_usd": _peak_end(col("shortfall_usd")),
         "shortfall_external_usd": _peak_end(col("shortfall_external_usd")),
+    }
+
+
+def waterfall(liq: pd.DataFrame, adl: pd.DataFrame) -> dict[str, Any]:
+    """How far down the liquidation waterfall the run went: liquidations in full and partial,
+    backstop takeovers, auto-deleveraging (events, fills, notional and who bore it)."""
+    kind = liq["kind"] if "kind" in liq else pd.Series("liquidation", index=liq.index)
+    partial = liq["partial"] if "partial" in liq else pd.Series(False, index=liq.index)
+
+    def step(rows: pd.DataFrame) -> dict[str, Any]:
+        return {
+            "count": len(rows),
+            "notional_usd": _f(rows["notional_usd"].sum()) if len(rows) else 0.0,
+            "insurance_cover_usd": _f(rows["insurance_cover_usd"].sum()) if len(rows) else 0.0,
+            "bad_debt_usd": _f(rows["bad_debt_usd"].sum()) if len(rows) else 0.0,
+        }
+
+    private = liq[kind == "liquidation"]
+    by_kind: dict[str, float | None] = {}
+    if not adl.empty:
+        bore = adl.assign(notional=adl["quote_usd"].abs())
+        for k, g in bore.groupby("counterparty_kind", sort=True):
+            by_kind[str(k)] = _f(g["notional"].sum())
+    return {
+        "liquidations_full": step(private[~partial[private.index].astype(bool)]),
+        "liquidations_partial": step(private[partial[private.index].astype(bool)]),
+        "backstops": step(liq[kind == "backstop"]),
+        "deleveragings": step(liq[kind == "deleverage"]),
+        "adl_fills": len(adl),
+        "adl_counterparty_accounts": int(
+            adl[["counterparty_owner", "counterparty_subaccount"]].drop_duplicates().shape[0]
+        )
+        if not adl.empty
+        else 0,
+        "adl_notional_by_counterparty_kind_usd": by_kind,
     }
 
 
