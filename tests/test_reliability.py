@@ -559,21 +559,7 @@ def test_death_of_the_evm_backend_is_a_clear_failure(tmp_path, capsys, monkeypat
 # ------------------------------------------------------------------ experiment folders
 
 
-EXP = [
-    "--seeds",
-    "1",
-    "--workers",
-    "1",
-    "--blocks",
-    "20",
-    "--set",
-    "crash.start_block=5",
-    "--set",
-    "crash.duration_blocks=10",
-    "--set",
-    "traders.count=4",
-    "--quiet",
-]
+EXP = ["--seeds", "1", "--workers", "1", *SHORT[: SHORT.index("--quiet") + 1]]
 
 
 def test_experiment_out_of_another_command_is_refused_unless_force(tmp_path, capsys):
