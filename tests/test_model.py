@@ -355,3 +355,20 @@ def test_the_waterfall_figures_in_the_summary(waterfall_model):
 def test_without_the_waterfall_there_is_no_keeper():
     m = LiqSimModel(resolve_scenario(TINY, ["traders.count=2"]), seed=1)
     assert m.roles.keeper is None and "keeper" not in {a.kind for a in m.by_address.values()}
+
+
+def test_each_liquidation_says_what_became_of_the_owners_rescue(crashy_model, monkeypatch):
+    liq = crashy_model.recorder.tables()["liquidations"]
+    assert set(liq["rescue"]) <= {"none", "pending", "priced_out"}
+    # on a fresh model: no rescue; a top-up waiting in the mempool is "pending"; left out of the
+    # last block for its fee, "priced_out"
+    from agents.intents import Deposit, Send
+
+    m = LiqSimModel(resolve_scenario(TINY, ["traders.count=2"]), seed=1)
+    rec, trader = m.recorder, m.traders[0]
+    assert rec.rescue_status(trader.address) == "none"
+    wallet = m.wallets[trader.address]
+    pending = wallet.execute(Send(Deposit(0, 10**6), 10**9, "topup"), m.block, 10**9)
+    assert pending is not None and rec.rescue_status(trader.address) == "pending"
+    monkeypatch.setattr(rec, "_waiting", {pending.tx_id: "fee_cap_below_base_fee"})
+    assert rec.rescue_status(trader.address) == "priced_out"

@@ -295,6 +295,7 @@ class LiqSimModel(mesa.Model):
 
     def _absorb(self, result: BlockResult) -> None:
         """Hand receipts and events to wallets, agents, the view and the recorder."""
+        self.recorder.begin_block(result)
         block_events: list[Event] = []
         for rec, mined in zip(result.records, result.block.txs, strict=True):
             events = self.decoder.decode_all(

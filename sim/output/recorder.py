@@ -18,6 +18,7 @@ from sim.exchange.book import (
     contagion_markets,
     position_notional,
 )
+from sim.market.builder import SKIP_FEE_CAP, SKIP_NO_SPACE
 from sim.units import BASE, GWEI, USD
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ class Recorder:
         self.liquidations: list[dict[str, Any]] = []
         self.adl_fills: list[dict[str, Any]] = []
         self.current: dict[str, Any] = {}
+        self._waiting: dict[str, str] = {}
         self._block_liquidations = 0
         self._block_backstops = 0
         self._block_deleveragings = 0
@@ -83,6 +85,28 @@ class Recorder:
         return lambda model: model.recorder.current[key]
 
     # ----------------------------------------------------------------- events
+
+    def begin_block(self, result: BlockResult) -> None:
+        """Note why the builder left each stuck sender's transaction out of this block."""
+        self._waiting = dict(result.waiting)
+
+    def rescue_status(self, owner: str) -> str:
+        """What became of the owner's rescue (top-up, de-risking, stop-loss) when its account was
+        liquidated: ``pending`` (in the mempool), ``priced_out`` (in the mempool but left out of
+        the last block for its fee: below the base fee, or outbid for the space) or ``none``."""
+        wallet = self.model.wallets.get(owner)
+        if wallet is None:
+            return "none"
+        rescues = [
+            "0x" + f.signed.tx_hash.hex()
+            for f in wallet.in_flight.values()
+            if f.label in RESCUE_LABELS
+        ]
+        if not rescues:
+            return "none"
+        if any(self._waiting.get(h) in PRICED_OUT for h in rescues):
+            return "priced_out"
+        return "pending"
 
     def before_tx(self, rec: TxRecord, events: list[Event]) -> None:
         """Record one mined transaction; called before its events reach the view."""
@@ -170,6 +194,7 @@ class Recorder:
                 "priority_fee_gwei": rec.priority_fee_per_gas_wei / GWEI,
                 "kind": kind,
                 "partial": bool(a.get("isPartial", False)),
+                "rescue": self.rescue_status(a["owner"]),
             }
         )
         self._block_notional += notional / USD
@@ -265,6 +290,10 @@ class Recorder:
                 }
             )
         return _frame(rows, ACCOUNT_COLUMNS)
+
+
+RESCUE_LABELS = frozenset({"topup", "derisk", "stop"})  # agents.trader's rescue actions
+PRICED_OUT = frozenset({SKIP_FEE_CAP, SKIP_NO_SPACE})
 
 
 def _closed_notional(kind: str, a: dict[str, Any], closes: list[dict[str, Any]]) -> int:
@@ -431,6 +460,7 @@ LIQUIDATION_COLUMNS = [
     "priority_fee_gwei",
     "kind",
     "partial",
+    "rescue",
 ]
 ADL_COLUMNS = [
     "block",

@@ -91,6 +91,11 @@ def summarize(tables: dict[str, pd.DataFrame], facts: dict[str, Any]) -> dict[st
             "by_mode": {str(k): int(v) for k, v in liq["mode"].value_counts().sort_index().items()}
             if not liq.empty
             else {},
+            "owner_rescue": {
+                str(k): int(v) for k, v in liq["rescue"].value_counts().sort_index().items()
+            }
+            if "rescue" in liq and not liq.empty
+            else {},
         },
         "liquidation_delay_blocks": {
             "mean": _f(delays.mean()) if len(delays) else None,
