@@ -71,7 +71,8 @@ class Keeper(ChainAgent):
         chain = view.chain
         prices = chain.margin_prices_e8()
         due, seen = [], set()
-        for acct in chain.book.with_positions():
+        # both kinds of candidate are below maintenance: the mirror's liquidatable accounts
+        for acct in view.liquidatable:
             if acct.owner == chain.exchange:
                 continue  # the backstop vault itself
             h = chain.book.health(acct, prices)
