@@ -47,7 +47,6 @@ class Liquidator(ChainAgent):
     def __init__(self, model, address: str, params: LiquidatorParams):
         super().__init__(model, address)
         self.params = params
-        self.latency_blocks = params.latency_blocks
         self.sent = 0
         self.won = 0
         self.lost = 0
@@ -60,7 +59,7 @@ class Liquidator(ChainAgent):
         candidates = [
             a
             for a in view.liquidatable
-            if view.step - a.first_liquidatable_block > self.latency_blocks
+            if view.step - a.first_liquidatable_block > self.params.latency_blocks
             and liquidation_label(a.owner, a.subaccount) not in mine
         ]
         if not candidates:

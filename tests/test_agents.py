@@ -112,7 +112,8 @@ def test_liquidator_waits_for_its_latency_then_bids(model, monkeypatch):
         model, "confirm_liquidatable", lambda cands: [(a, 300 * 10**6) for a in cands]
     )
     slow, fast = sorted(model.agents_by_type[Liquidator], key=lambda a: a.address)
-    slow.latency_blocks, fast.latency_blocks = 3, 0
+    slow.params = replace(slow.params, latency_blocks=3)
+    fast.params = replace(fast.params, latency_blocks=0)
     model.block = 1
     model.act(slow)
     assert not _pending(model, "liquidator")
@@ -128,7 +129,8 @@ def test_liquidators_outbid_each_other_up_to_the_cap(model, monkeypatch):
         model, "confirm_liquidatable", lambda cands: [(a, 300 * 10**6) for a in cands]
     )
     a, b = sorted(model.agents_by_type[Liquidator], key=lambda x: x.address)
-    a.latency_blocks = b.latency_blocks = 0
+    a.params = replace(a.params, latency_blocks=0)
+    b.params = replace(b.params, latency_blocks=0)
     model.block = 1
     model.act(a)
     model.act(b)
@@ -151,7 +153,7 @@ def test_liquidator_skips_when_gas_costs_more_than_the_reward(model, monkeypatch
         model, "confirm_liquidatable", lambda cands: [(a, 1 * 10**6) for a in cands]
     )
     liq = next(iter(model.agents_by_type[Liquidator]))
-    liq.latency_blocks = 0
+    liq.params = replace(liq.params, latency_blocks=0)
     model.block = 1
     model.view.next_base_fee_wei = 5_000 * GWEI  # extreme congestion
     model.act(liq)

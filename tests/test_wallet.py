@@ -124,7 +124,7 @@ def test_every_action_maps_to_its_contract_call(model):
 def test_a_liquidator_decides_from_its_view_alone(model):
     """The agent yields intents; nothing reaches the mempool until a wallet carries them out."""
     liquidator = next(iter(model.agents_by_type[Liquidator]))
-    liquidator.latency_blocks = 0
+    liquidator.params = replace(liquidator.params, latency_blocks=0)
     owner = model.session.accounts[2].address
     acct = AccountState(owner, 0, 2, 0, collateral_units=100 * USD)
     price = model.view.oracles[0].price_e8
