@@ -55,6 +55,7 @@ class Selection:
     chosen: tuple[PendingTx, ...]
     background_gas: int  # background gas that got into the block
     background_demand_gas: int  # background gas that wanted in at this base fee
+    background_tips: tuple[tuple[int, int], ...]  # (priority fee, gas) of the bids that got in
     waiting: tuple[tuple[PendingTx, str], ...]  # first skipped tx of each sender, and why
     stale: tuple[PendingTx, ...]  # nonce already used on chain: to be dropped
 
@@ -67,6 +68,7 @@ class _Bids:
         self._queue = sorted(active, key=lambda bid: -bid.priority_fee_wei)
         self.demand_gas = sum(bid.gas for bid in active)
         self.used_gas = 0
+        self.taken: list[tuple[int, int]] = []  # (priority fee, gas) of each bid that got in
 
     def take_down_to(self, priority_fee_wei: int, space: int) -> int:
         """Bids paying at least ``priority_fee_wei`` take space; returns the space left."""
@@ -74,6 +76,8 @@ class _Bids:
             bid = self._queue.pop(0)
             taken = min(bid.gas, space)
             self.used_gas += taken
+            if taken > 0:
+                self.taken.append((bid.priority_fee_wei, taken))
             space -= taken
         return space
 
@@ -147,6 +151,7 @@ def select_transactions(
         chosen=tuple(chosen),
         background_gas=bids.used_gas,
         background_demand_gas=bids.demand_gas,
+        background_tips=tuple(bids.taken),
         waiting=tuple(waiting),
         stale=tuple(stale),
     )
@@ -162,6 +167,7 @@ class BlockResult:
     gas_used: int  # our transactions (on chain)
     background_gas_used: int
     background_gas_demanded: int
+    included_tips: tuple[tuple[int, int], ...]  # (effective priority fee, gas) of all it carried
     records: tuple[TxRecord, ...]
     dropped: tuple[DroppedRecord, ...]
     waiting: tuple[tuple[str, str], ...]  # (0x tx hash, reason) of each stuck sender's head
@@ -257,6 +263,11 @@ class BlockBuilder:
             gas_used=block.gas_used,
             background_gas_used=selection.background_gas,
             background_gas_demanded=selection.background_demand_gas,
+            included_tips=selection.background_tips
+            + tuple(
+                (effective_priority_fee_wei(e, base_fee), e.signed.gas_limit)
+                for e in selection.chosen
+            ),
             records=records,
             dropped=dropped,
             waiting=tuple(

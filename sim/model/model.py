@@ -34,6 +34,7 @@ from sim.exchange.from_scenario import system_config
 from sim.exchange.view import ChainView, OracleState, VenueState
 from sim.market.background import BackgroundDemand
 from sim.market.builder import BlockBuilder, BlockResult
+from sim.market.fee_history import BlockTips, FeeHistory, lowest_tips
 from sim.model.agent_params import (
     arbitrageur_params,
     keeper_needed,
@@ -120,6 +121,11 @@ class LiqSimModel(mesa.Model):
             else gwei_to_wei(scenario.chain.initial_base_fee_gwei),
         )
         self.view.next_base_fee_wei = self.builder.base_fee_wei()
+        self.fee_history = FeeHistory(
+            floor_tip_wei=0
+            if self.gas_free
+            else gwei_to_wei(scenario.background.calm_priority_fee_gwei)
+        )
         self.wallets: dict[str, Wallet] = {}
         self.traders: list[Trader] = []
         self._make_agents(profiles, agent_rng)
@@ -268,7 +274,12 @@ class LiqSimModel(mesa.Model):
             block_time_s=self.session.block_time_s,
             chain=self.view,
             mempool=MempoolWindow(self.builder.mempool),
-            fees=FeeEstimates(self.view.next_base_fee_wei, self.gas_free, self.gas_token_price_usd),
+            fees=FeeEstimates(
+                self.view.next_base_fee_wei,
+                self.gas_free,
+                self.gas_token_price_usd,
+                self.fee_history.suggest_tip_wei,
+            ),
             liquidatable=self.liquidatable,
             _external=self.external,
             _health_of=self.confirm_liquidatable,
@@ -318,6 +329,13 @@ class LiqSimModel(mesa.Model):
         self.view.block_number = result.block.number
         self.view.timestamp_s = result.block.timestamp
         self.view.next_base_fee_wei = result.next_base_fee_wei
+        self.fee_history.record(
+            BlockTips(
+                result.block.number,
+                lowest_tips(result.included_tips),
+                (result.gas_used + result.background_gas_used) / result.block.head.gas_limit,
+            )
+        )
         self.liquidatable = self.view.book.mark_liquidatable(
             self.view.margin_prices_e8(), self.block
         )
