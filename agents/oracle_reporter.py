@@ -2,9 +2,12 @@
 deviates from the last answer by the threshold or the heartbeat has passed (Chainlink-like).
 
 Its reports are transactions like any other: they bid a priority fee and wait for block space.
-While a report is pending it raises its bid by 12.5% a block (the gas bumping of Chainlink
-nodes), and if the price moves on by the threshold again it replaces the pending report with the
-new price (same nonce). With ``run.oracle_lag_enabled = false`` the reporter writes the current
+With ``tip_from_fee_history`` it prices them as a Chainlink node's block-history estimator does
+(a percentile of the cheapest tips of the last few blocks, never below its fixed tip) and bumps a
+waiting report by ``bump_percent`` (at least ``bump_min_wei``) every ``bump_threshold_blocks``
+(Chainlink's gas bumping); otherwise it bids its fixed tip and raises it 12.5% every block. If
+the price moves on by the threshold again it replaces the pending report with the new price
+(same nonce). With ``run.oracle_lag_enabled = false`` the reporter writes the current
 external price every block with a top bid: the on-chain price tracks the external one.
 (Its fee cap, ``oracle.max_fee_multiplier`` x the next base fee, is its wallet's setting.)
 """
@@ -20,7 +23,6 @@ from agents.intents import Pending, Replace, ReportPrice, Send
 if TYPE_CHECKING:
     from sim.model.observation import AgentView
 
-BUMP_PER_BLOCK = 1.125
 TRACKING_PRIORITY_GWEI = 10_000.0  # with oracle lag disabled: always first in the block
 
 
@@ -33,6 +35,12 @@ class ReporterParams:
     deviation_threshold: float
     heartbeat_s: int
     priority_fee_wei: int
+    tip_from_fee_history: bool = False
+    tip_percentile: float = 50.0
+    estimator_blocks: int = 4
+    bump_percent: float = 12.5
+    bump_min_wei: int = 0
+    bump_threshold_blocks: int = 1
 
 
 class OracleReporter(ChainAgent):
@@ -67,7 +75,7 @@ class OracleReporter(ChainAgent):
             )
             stale = next_time - last.updated_at_s >= p.heartbeat_s
             if moved or stale:
-                sent = yield Send(ReportPrice(m, observed), p.priority_fee_wei, f"report:{m}")
+                sent = yield Send(ReportPrice(m, observed), self.tip_wei(view), f"report:{m}")
                 if sent is not None:
                     self.reports += 1
 
@@ -75,8 +83,23 @@ class OracleReporter(ChainAgent):
         self, view: AgentView, market: int, observed: int, pending: Pending
     ) -> Decisions:
         pending_price = pending.action.price_e8
-        bid = int(pending.priority_fee_wei * BUMP_PER_BLOCK) + 1
+        bid = self.bumped_wei(pending.priority_fee_wei)
         if abs(observed - pending_price) / pending_price > self.params.deviation_threshold:
-            yield Replace(pending.tx_id, bid, ReportPrice(market, observed))
-        elif view.step > pending.submitted_step:
+            yield Replace(
+                pending.tx_id, max(bid, self.tip_wei(view)), ReportPrice(market, observed)
+            )
+        elif view.step - pending.submitted_step >= self.params.bump_threshold_blocks:
             yield Replace(pending.tx_id, bid)
+
+    def tip_wei(self, view: AgentView) -> int:
+        """A fresh report's tip: the estimator's (never below the fixed tip) or the fixed tip."""
+        p = self.params
+        if not p.tip_from_fee_history:
+            return p.priority_fee_wei
+        estimate = view.fees.suggested_tip_wei(p.tip_percentile, p.estimator_blocks)
+        return max(p.priority_fee_wei, estimate)
+
+    def bumped_wei(self, tip_wei: int) -> int:
+        """The next bid of a waiting report."""
+        p = self.params
+        return max(int(tip_wei * (1 + p.bump_percent / 100)) + 1, tip_wei + p.bump_min_wei)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from agents.base import ChainAgent, Decisions
-from agents.intents import Action, Deposit, OpenSubaccount, Send, Trade
+from agents.intents import Action, Deposit, OpenSubaccount, Replace, Send, Trade
 from sim.units import USD
 
 if TYPE_CHECKING:
@@ -18,13 +18,14 @@ if TYPE_CHECKING:
 
 OPEN_SLIPPAGE = 0.02  # worst average price accepted when opening, vs the venue mark
 CLOSE_SLIPPAGE = 0.10  # when closing or de-risking (traders accept more to get out)
+RESCUES = frozenset({"topup", "derisk", "stop"})  # labels of the actions that prevent liquidation
 
 
 @dataclass(frozen=True)
 class TraderParams:
     """Risk habits every trader shares (``[traders]`` in the scenario)."""
 
-    priority_fee_wei: int
+    priority_fee_wei: int  # fixed tip, when tips do not come from the fee history
     latency_blocks: int  # age of the external price the trader watches
     derisk_fraction: float
     derisk_health_trigger: float
@@ -32,6 +33,10 @@ class TraderParams:
     top_up_health_trigger: float
     top_up_delay_blocks: int
     top_up_target_health: float
+    tip_from_fee_history: bool = False
+    tip_percentile: float = 60.0  # wallet estimate for ordinary transactions (geth default)
+    rescue_tip_percentile: float = 90.0  # for top-ups, de-risking and stop-losses
+    speed_up_after_blocks: int = 0  # re-price a transaction waiting this long (0 = never)
 
 
 @dataclass
@@ -77,6 +82,7 @@ class Trader(ChainAgent):
         self.stops = 0
         self.top_ups = 0
         self.derisks = 0
+        self.speed_ups = 0
         self._pending_top_ups: dict[str, int] = {}
 
     # ------------------------------------------------------------------ helpers
@@ -105,13 +111,37 @@ class Trader(ChainAgent):
     def _account(self, view: AgentView, sub: SubPlan) -> AccountState | None:
         return view.chain.book.get(self.address, sub.subaccount)
 
-    def _send(self, action: Action, label: str) -> Decisions:
-        return (yield Send(action, self.params.priority_fee_wei, label))
+    def tip_wei(self, view: AgentView, rescue: bool) -> int:
+        """The wallet's tip: its estimate from recent blocks ('fast' for rescues), or the
+        fixed tip."""
+        p = self.params
+        if not p.tip_from_fee_history:
+            return p.priority_fee_wei
+        return view.fees.suggested_tip_wei(p.rescue_tip_percentile if rescue else p.tip_percentile)
+
+    def _send(self, view: AgentView, action: Action, label: str) -> Decisions:
+        tip = self.tip_wei(view, rescue=label in RESCUES)
+        return (yield Send(action, tip, label))
+
+    def _speed_up(self, view: AgentView) -> Decisions:
+        """Re-price transactions that waited ``speed_up_after_blocks`` at the current rescue
+        estimate (at least the mempool's replacement bump)."""
+        wait = self.params.speed_up_after_blocks
+        if wait <= 0 or view.fees.gas_free:
+            return
+        for pending in view.own_pending():
+            if view.step - pending.submitted_step >= wait:
+                tip = max(self.tip_wei(view, True), pending.min_replacement_priority_fee_wei)
+                if (yield Replace(pending.tx_id, tip)) is not None:
+                    self.speed_ups += 1
 
     # --------------------------------------------------------------------- step
 
     def decide(self, view: AgentView) -> Decisions:
-        if self.state == "done" or view.own_pending():
+        if self.state == "done":
+            return
+        if view.own_pending():
+            yield from self._speed_up(view)
             return
         block = view.step
         if self.state == "waiting":
@@ -142,7 +172,7 @@ class Trader(ChainAgent):
                 limit = self._limit(view, m, sizes[m], OPEN_SLIPPAGE)
                 actions.append((Trade(sub.subaccount, m, sizes[m], limit), "open:trade"))
         for action, label in actions:
-            if (yield from self._send(action, label)) is None:
+            if (yield from self._send(view, action, label)) is None:
                 return
         self.state = "open"
 
@@ -170,9 +200,9 @@ class Trader(ChainAgent):
             sub.derisked = True
             self.derisks += 1
             return (yield from self._close(view, sub, acct, self.params.derisk_fraction, "derisk"))
-        return (yield from self._maybe_top_up(sub, h, block))
+        return (yield from self._maybe_top_up(view, sub, h, block))
 
-    def _maybe_top_up(self, sub: SubPlan, h: Health, block: int) -> Decisions:
+    def _maybe_top_up(self, view: AgentView, sub: SubPlan, h: Health, block: int) -> Decisions:
         p = self.params
         if not p.top_up_enabled or self.wallet_units <= 0 or h.ratio >= p.top_up_health_trigger:
             sub.top_up_due_block = None
@@ -183,7 +213,7 @@ class Trader(ChainAgent):
             return False
         need = int(p.top_up_target_health * h.maintenance_requirement_units) - h.equity_units
         amount = min(max(need, USD), self.wallet_units)
-        pending = yield from self._send(Deposit(sub.subaccount, amount), "topup")
+        pending = yield from self._send(view, Deposit(sub.subaccount, amount), "topup")
         if pending is None:
             return False
         self._pending_top_ups[pending.tx_id] = amount
@@ -202,7 +232,7 @@ class Trader(ChainAgent):
                 continue
             limit = self._limit(view, m, size, CLOSE_SLIPPAGE)
             sent |= (
-                yield from self._send(Trade(sub.subaccount, m, size, limit), label)
+                yield from self._send(view, Trade(sub.subaccount, m, size, limit), label)
             ) is not None
         return sent
 

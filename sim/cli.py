@@ -65,6 +65,7 @@ def print_summary(summary: dict, folder: Path | None) -> None:
             f"{_fmt_usd(neg['peak'])}), shortfall marked to market {_fmt_usd(short['end'])} "
             f"(peak {_fmt_usd(short['peak'])})"
         )
+    print_block_space(summary)
     w = summary.get("waterfall")
     if w and (w["liquidations_partial"]["count"] or w["backstops"]["count"] or w["adl_fills"]):
         print(
@@ -86,6 +87,22 @@ def print_summary(summary: dict, folder: Path | None) -> None:
 
 
 # ------------------------------------------------------------------ run
+
+
+def print_block_space(summary: dict) -> None:
+    """The crowding-out line: full blocks, and how rescues and oracle reports fared."""
+    b = summary.get("block_space")
+    if not b:
+        return
+    rescue, report = b["rescues"], b["oracle_reports"]
+    rescue_delay = rescue["inclusion_delay_blocks"]["mean"]
+    print(
+        f"block space: {b['full_blocks']} full blocks ({(b['full_block_share'] or 0):.0%}, "
+        f"longest streak {b['longest_full_streak_blocks']}); rescues {rescue['included']} "
+        f"included (mean wait {rescue_delay if rescue_delay is not None else 'n/a'} blocks, "
+        f"{rescue['waited_3_or_more_blocks']} waited 3+), {rescue['never_included']} never "
+        f"included; oracle reports waiting 3+ blocks: {report['waited_3_or_more_blocks']}"
+    )
 
 
 def _check_run(args: argparse.Namespace):

@@ -65,6 +65,7 @@ class Wallet:
         *,
         gas_free: bool,
         fee_cap_multiplier: float = 2,
+        auto_reprice: bool = True,
     ):
         self.address = address
         self.kind = kind
@@ -73,6 +74,7 @@ class Wallet:
         self._client = client
         self.gas_free = gas_free
         self.fee_cap_multiplier = fee_cap_multiplier
+        self.auto_reprice = auto_reprice  # False: the agent speeds up its own transactions
         self.in_flight: dict[bytes, InFlight] = {}
         self.gas_paid_wei = 0
 
@@ -192,7 +194,10 @@ class Wallet:
     def reprice_stuck(self, step: int, next_base_fee_wei: int) -> None:
         """Re-send (same nonce, same call) every pending transaction whose fee cap the base fee
         has outgrown, at the current fee-cap policy: what a wallet's "speed up" does. Without it
-        a transaction priced out in a fee spike would wait forever and block the sender."""
+        a transaction priced out in a fee spike would wait forever and block the sender. Off
+        (``auto_reprice=False``) for accounts whose agent decides itself when to speed up."""
+        if not self.auto_reprice:
+            return
         for flight in list(self.in_flight.values()):
             if flight.signed.max_fee_per_gas_wei < next_base_fee_wei:
                 tx_id = "0x" + flight.signed.tx_hash.hex()

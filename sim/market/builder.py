@@ -191,12 +191,13 @@ class BlockBuilder:
         price_bump_pct: int = 10,
         max_pending_blocks: int | None = None,
         start_base_fee_wei: int | None = None,
+        first_price: bool = False,
     ) -> None:
         self.session = session
         self.background = background
         self.errors = errors or ErrorDecoder()
         self.mempool = Mempool(price_bump_pct=price_bump_pct, max_pending_blocks=max_pending_blocks)
-        self.fee_market = FeeMarket(start_base_fee_wei)
+        self.fee_market = FeeMarket(start_base_fee_wei, first_price=first_price)
         self.step = 0
         self._dropped: list[DroppedRecord] = []
 

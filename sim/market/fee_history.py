@@ -54,15 +54,16 @@ class FeeHistory:
     def last(self) -> BlockTips | None:
         return self._blocks[-1] if self._blocks else None
 
-    def suggest_tip_wei(self, percentile: float = GETH_PERCENTILE) -> int:
-        """The ``percentile`` (0-100) of the sampled cheapest tips of recent blocks, at least
-        the floor; the floor when there is no history yet."""
+    def suggest_tip_wei(
+        self, percentile: float = GETH_PERCENTILE, blocks: int | None = None
+    ) -> int:
+        """The ``percentile`` (0-100) of the sampled cheapest tips of the last ``blocks``
+        blocks (all it keeps by default), at least the floor; the floor without history."""
         if not 0 <= percentile <= 100:
             raise ValueError(f"percentile must be in [0, 100], got {percentile}")
+        recent = list(self._blocks)[-blocks:] if blocks else list(self._blocks)
         samples = sorted(
-            tip
-            for block in self._blocks
-            for tip in (block.lowest_tips_wei or (self.floor_tip_wei,))
+            tip for block in recent for tip in (block.lowest_tips_wei or (self.floor_tip_wei,))
         )
         if not samples:
             return self.floor_tip_wei

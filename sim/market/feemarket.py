@@ -54,13 +54,15 @@ class FeeMarket:
 
     ``start_base_fee_wei`` (optional) is the base fee of the first block priced by this market,
     e.g. to start a run at a scenario's base fee after set-up blocks; later blocks follow
-    EIP-1559 from the chain head.
+    EIP-1559 from the chain head. ``first_price``: the pre-London market, base fee always 0
+    (every transaction pays its own gas price, the priority fee).
     """
 
-    def __init__(self, start_base_fee_wei: int | None = None) -> None:
+    def __init__(self, start_base_fee_wei: int | None = None, *, first_price: bool = False) -> None:
         if start_base_fee_wei is not None and start_base_fee_wei < 0:
             raise ValueError(f"start_base_fee_wei must be >= 0, got {start_base_fee_wei}")
         self._start_base_fee_wei = start_base_fee_wei
+        self.first_price = first_price
         self._background_gas: tuple[int, int] | None = None  # (block number, gas)
 
     def record(self, block_number: int, background_gas_used: int) -> None:
@@ -74,6 +76,8 @@ class FeeMarket:
 
     def base_fee_for_next(self, head: BlockHead) -> int:
         """Base fee of the block after ``head``."""
+        if self.first_price:
+            return 0
         if self._background_gas is None and self._start_base_fee_wei is not None:
             return self._start_base_fee_wei
         total = head.gas_used + self.background_gas_of(head.number)

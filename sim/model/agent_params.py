@@ -23,6 +23,10 @@ def trader_params(s: Scenario) -> TraderParams:
         top_up_health_trigger=t.top_up_health_trigger,
         top_up_delay_blocks=t.top_up_delay_blocks,
         top_up_target_health=t.top_up_target_health,
+        tip_from_fee_history=t.tip_from_fee_history,
+        tip_percentile=t.tip_percentile,
+        rescue_tip_percentile=t.rescue_tip_percentile,
+        speed_up_after_blocks=t.speed_up_after_blocks,
     )
 
 
@@ -46,6 +50,12 @@ def reporter_params(s: Scenario) -> ReporterParams:
         deviation_threshold=o.deviation_threshold if lag else 0.0,
         heartbeat_s=o.heartbeat_s,
         priority_fee_wei=gwei_to_wei(o.priority_fee_gwei if lag else TRACKING_PRIORITY_GWEI),
+        tip_from_fee_history=o.tip_from_fee_history and lag,
+        tip_percentile=o.tip_percentile,
+        estimator_blocks=o.estimator_blocks,
+        bump_percent=o.bump_percent if o.tip_from_fee_history else 12.5,
+        bump_min_wei=gwei_to_wei(o.bump_min_gwei) if o.tip_from_fee_history else 0,
+        bump_threshold_blocks=o.bump_threshold_blocks if o.tip_from_fee_history else 1,
     )
 
 

@@ -32,7 +32,6 @@ from sim.exchange.book import AccountState, MarketRisk
 from sim.exchange.client import Call, System, deploy_system, error_decoder
 from sim.exchange.from_scenario import system_config
 from sim.exchange.view import ChainView, OracleState, VenueState
-from sim.market.background import BackgroundDemand
 from sim.market.builder import BlockBuilder, BlockResult
 from sim.market.fee_history import BlockTips, FeeHistory, lowest_tips
 from sim.model.agent_params import (
@@ -43,11 +42,12 @@ from sim.model.agent_params import (
     reporter_params,
     trader_params,
 )
+from sim.model.block_space import activity_of, background_demand
 from sim.model.observation import AgentView, FeeEstimates, MempoolWindow
 from sim.model.venue_flow import VenueFlow
 from sim.output.recorder import Recorder
 from sim.scenario.population import draw_traders
-from sim.scenario.pricepath import BackgroundProfile, ExternalMarket
+from sim.scenario.pricepath import ExternalMarket
 from sim.scenario.schema import Scenario
 from sim.units import ETHER, gwei_to_wei, usd_to_units
 from sim.wallet import Wallet
@@ -95,6 +95,8 @@ class LiqSimModel(mesa.Model):
         self.seed = seed
         self.block = 0  # index of the block being built (0-based)
         self.gas_free = not scenario.run.gas_enabled
+        self.first_price = scenario.chain.fee_market == "first_price" and not self.gas_free
+        self.no_base_fee = self.gas_free or self.first_price
         # independent streams: the price path and the trader draws do not depend on the margin
         # mode or on agent behaviour (common random numbers across paired runs)
         path_seq, trader_seq, agent_seq = np.random.SeedSequence(seed).spawn(3)
@@ -110,15 +112,16 @@ class LiqSimModel(mesa.Model):
         self._fund_accounts(profiles)
         self.view = self._initial_view()
 
-        profile = None if self.gas_free else BackgroundProfile.from_scenario(scenario)
-        self.background = BackgroundDemand(profile)
+        self.background = background_demand(scenario, self.gas_free)
+        self._activity: tuple[tuple[int, int], ...] = ()
         self.builder = BlockBuilder(
             self.session,
             background=self.background,
             errors=error_decoder(),
             start_base_fee_wei=0
-            if self.gas_free
+            if self.no_base_fee
             else gwei_to_wei(scenario.chain.initial_base_fee_gwei),
+            first_price=self.first_price,
         )
         self.view.next_base_fee_wei = self.builder.base_fee_wei()
         self.fee_history = FeeHistory(
@@ -155,7 +158,7 @@ class LiqSimModel(mesa.Model):
         if r.keeper is not None:
             balances.append((accounts[r.keeper].address, int(s.keeper.eth_budget * ETHER)))
         gas_limit = GAS_FREE_BLOCK_GAS_LIMIT if self.gas_free else s.chain.block_gas_limit
-        base_fee = 0 if self.gas_free else gwei_to_wei(s.chain.initial_base_fee_gwei)
+        base_fee = 0 if self.no_base_fee else gwei_to_wei(s.chain.initial_base_fee_gwei)
         genesis = GenesisConfig(
             block_gas_limit=gas_limit, base_fee_wei=base_fee, balances=tuple(balances)
         )
@@ -228,7 +231,7 @@ class LiqSimModel(mesa.Model):
             mode = p.mode if override == "none" else override
             trader = Trader(self, self._address(i), p, mode, params)
             self.traders.append(trader)
-            self._add_wallet(trader)
+            self._add_wallet(trader, auto_reprice=params.speed_up_after_blocks == 0)
         lq = s.liquidators
         for i in self.roles.liquidators:
             latency = int(agent_rng.integers(lq.latency_blocks_min, lq.latency_blocks_max + 1))
@@ -238,7 +241,9 @@ class LiqSimModel(mesa.Model):
         if self.roles.keeper is not None:
             self._add_wallet(Keeper(self, self._address(self.roles.keeper), keeper_params(s)))
 
-    def _add_wallet(self, agent: ChainAgent, fee_cap_multiplier: float = 2) -> None:
+    def _add_wallet(
+        self, agent: ChainAgent, fee_cap_multiplier: float = 2, auto_reprice: bool = True
+    ) -> None:
         self.wallets[agent.address] = Wallet(
             agent.address,
             agent.kind,
@@ -247,6 +252,7 @@ class LiqSimModel(mesa.Model):
             self.system,
             gas_free=self.gas_free,
             fee_cap_multiplier=fee_cap_multiplier,
+            auto_reprice=auto_reprice,
         )
 
     # ------------------------------------------------------------ observation
@@ -256,6 +262,10 @@ class LiqSimModel(mesa.Model):
         if c.gas_token_market:
             return self.external.price(c.gas_token_market, self.block)
         return c.gas_token_price_usd
+
+    def external_prices(self) -> list[float]:
+        """Every market's external price at the block being built."""
+        return [self.external.price(i, self.block) for i in range(len(self.scenario.markets))]
 
     def confirm_liquidatable(
         self, candidates: Sequence[AccountState]
@@ -300,6 +310,7 @@ class LiqSimModel(mesa.Model):
         for wallet in self.wallets.values():  # creation order: deterministic
             wallet.reprice_stuck(self.block, self.view.next_base_fee_wei)
         self.agents.shuffle_do(self.act)
+        self.background.observe(self.external_prices(), self._activity)
         result = self.builder.build_block()
         self._absorb(result)
         self.block += 1
@@ -329,6 +340,7 @@ class LiqSimModel(mesa.Model):
         self.view.block_number = result.block.number
         self.view.timestamp_s = result.block.timestamp
         self.view.next_base_fee_wei = result.next_base_fee_wei
+        self._activity = activity_of(result.records)
         self.fee_history.record(
             BlockTips(
                 result.block.number,

@@ -47,16 +47,17 @@ class FeeEstimates:
     next_base_fee_wei: int
     gas_free: bool  # run.gas_enabled = false: no fees are charged
     _gas_token_price_usd: Callable[[], float]
-    _suggest_tip_wei: Callable[[float], int] = lambda _percentile: 0
+    _suggest_tip_wei: Callable[[float, int | None], int] = lambda _percentile, _blocks: 0
 
     def gas_token_price_usd(self) -> float:
         return self._gas_token_price_usd()
 
-    def suggested_tip_wei(self, percentile: float = 60) -> int:
-        """The priority fee a wallet suggests from recent blocks (geth's gas price oracle: the
-        ``percentile`` of the cheapest tips that got in; see :mod:`sim.market.fee_history`).
-        Pre-London (``chain.fee_market = "first_price"``) it is the gas price. 0 without gas."""
-        return 0 if self.gas_free else self._suggest_tip_wei(percentile)
+    def suggested_tip_wei(self, percentile: float = 60, blocks: int | None = None) -> int:
+        """The priority fee a wallet suggests from the last ``blocks`` blocks (default 20, as
+        geth's gas price oracle: the ``percentile`` of the cheapest tips that got in; see
+        :mod:`sim.market.fee_history`). Pre-London (``chain.fee_market = "first_price"``) it
+        is the gas price. 0 without gas."""
+        return 0 if self.gas_free else self._suggest_tip_wei(percentile, blocks)
 
     def gas_cost_usd(self, gas_used: int, priority_fee_wei: int) -> float:
         """What ``gas_used`` costs at the next base fee plus ``priority_fee_wei``, in USD."""

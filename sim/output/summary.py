@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sim.output.block_space import block_space
+
 
 def _f(x: Any) -> float | None:
     """JSON-friendly float (None for NaN)."""
@@ -105,6 +107,7 @@ def summarize(tables: dict[str, pd.DataFrame], facts: dict[str, Any]) -> dict[st
         "bad_debt_usd": _f(liq["bad_debt_usd"].sum()) if not liq.empty else 0.0,
         "underwater_unliquidated": _underwater(accounts),
         "losses": losses(blocks, liq, facts["initial_insurance_usd"]),
+        "block_space": block_space(blocks, tx, tables.get("dropped", pd.DataFrame())),
         "waterfall": waterfall(liq, tables.get("adl", pd.DataFrame())),
         "insurance_fund": {
             "initial_usd": _f(facts["initial_insurance_usd"]),

@@ -170,6 +170,14 @@ class Chain:
         gt=0,
         le=MAX_PRICE_USD,
     )
+    fee_market: Literal["eip1559", "first_price"] = param(
+        "eip1559",
+        "How block space is priced. 'eip1559': a base fee that follows demand (London, August "
+        "2021 on) plus tips. 'first_price': the pre-London first-price auction (no base fee; "
+        "every transaction pays its own gas price, the builder takes the highest first), for "
+        "2020-era scenarios; initial_base_fee_gwei is then only the reference of background "
+        "demand.",
+    )
 
 
 @dataclass(frozen=True)
@@ -180,6 +188,10 @@ class Background:
     fee_elasticity``, where ``u`` moves from ``base_utilization`` to ``crash_utilization`` as
     the crash starts (over ``ramp_blocks``), stays there until the crash ends and then decays
     back with ``decay_half_life_blocks``. The priority fee it bids follows the same profile.
+    This elastic demand is spread over ``tip_tiers`` tip levels. On top of it: urgent,
+    fee-inelastic demand that follows the realised volatility of the external markets, and
+    the rest of the chain's liquidation and arbitrage activity echoing ours
+    (``activity_multiple``). See sim/market/background.py and docs/block-market.md.
     """
 
     base_utilization: float = param(
@@ -229,6 +241,67 @@ class Background:
         unit="gwei",
         ge=0,
         le=MAX_GWEI,
+    )
+
+    tip_tiers: int = param(
+        8,
+        "Background bids are spread over this many tip levels (1 = every background "
+        "transaction bids the same tip). With several levels a full block has a clearing tip "
+        "that a wallet's estimate from past blocks can miss.",
+        unit="levels",
+        ge=1,
+        le=64,
+    )
+    tip_dispersion: float = param(
+        0.5,
+        "Stylized: lognormal sigma of background tips (and urgent fee caps) across the tip "
+        "levels; 0.5 spreads 8 levels from about 0.55x to 1.8x of the median.",
+        ge=0,
+        le=3,
+    )
+    urgent_utilization: float = param(
+        0.6,
+        "Stylized: fee-inelastic demand at full stress, as a fraction of the gas limit (the rest "
+        "of the chain's traders, arbitrageurs and liquidators in a crash). Above the 0.5 "
+        "EIP-1559 target it keeps blocks full and the base fee rising until the fee caps bind. "
+        "0 turns urgent demand off.",
+        unit="fraction of gas limit",
+        ge=0,
+        le=10,
+    )
+    full_stress_volatility_ratio: float = param(
+        4.0,
+        "Stylized: realised volatility of the external markets, as a multiple of their calm "
+        "volatility, at which urgent demand is at its full level (stress 1); stress rises "
+        "linearly from 0 at the calm volatility.",
+        gt=1,
+        le=100,
+    )
+    volatility_half_life_blocks: float = param(
+        10.0,
+        "Stylized: half-life of the moving average of squared block returns behind the realised "
+        "volatility (10 blocks = 2 minutes).",
+        unit="blocks",
+        gt=0,
+        le=MAX_BLOCKS,
+    )
+    urgent_max_fee_multiple: float = param(
+        6.0,
+        "Fee cap of the median urgent bidder, as a multiple of the initial base fee (caps spread "
+        "like the tips across the tip levels): the mean gas price rose about 6x on 12 March 2020 "
+        "(Glassnode, via CALIBRATION.md), so urgent demand holds the base fee near 6x while "
+        "stress lasts.",
+        gt=0,
+        le=1000,
+    )
+    activity_multiple: float = param(
+        10.0,
+        "Stylized: the rest of the chain's liquidation and arbitrage bots as a multiple of the "
+        "simulation's own: each of our liquidation or arbitrage transactions in a block comes "
+        "back in the next block's background demand as this many times its gas at its tip "
+        "(rushes here crowd blocks). 0 turns it off.",
+        ge=0,
+        le=1000,
     )
 
 
@@ -504,6 +577,51 @@ class Oracle:
         2.0, "Max fee per gas = multiplier x current base fee + priority fee.", ge=1, le=100
     )
 
+    tip_from_fee_history: bool = param(
+        True,
+        "Price reports as a Chainlink node's block-history gas estimator does: the "
+        "tip_percentile of the cheapest tips of the last estimator_blocks blocks (at least "
+        "priority_fee_gwei), bumped by bump_percent (at least bump_min_gwei) every "
+        "bump_threshold_blocks blocks a report waits. False: priority_fee_gwei, raised 12.5% "
+        "every block a report waits.",
+    )
+    tip_percentile: float = param(
+        50.0,
+        "Percentile of recent blocks' cheapest tips the reporter bids (Chainlink node, Ethereum "
+        "mainnet config: BlockHistory TransactionPercentile 50; smartcontractkit/documentation).",
+        ge=0,
+        le=100,
+    )
+    estimator_blocks: int = param(
+        4,
+        "Blocks of fee history behind the reporter's estimate (Chainlink Ethereum mainnet "
+        "config: BlockHistorySize 4).",
+        unit="blocks",
+        ge=1,
+        le=20,
+    )
+    bump_percent: float = param(
+        20.0,
+        "Raise a waiting report's tip by this percentage (Chainlink: BumpPercent 20).",
+        unit="%",
+        gt=10,
+        le=1000,
+    )
+    bump_min_gwei: float = param(
+        5.0,
+        "Raise a waiting report's tip by at least this much (Chainlink: BumpMin 5 gwei).",
+        unit="gwei",
+        ge=0,
+        le=MAX_GWEI,
+    )
+    bump_threshold_blocks: int = param(
+        3,
+        "Blocks a report waits before each bump (Chainlink: BumpThreshold 3).",
+        unit="blocks",
+        ge=1,
+        le=MAX_BLOCKS,
+    )
+
 
 @dataclass(frozen=True)
 class Traders:
@@ -612,6 +730,34 @@ class Traders:
     )
     priority_fee_gwei: float = param(
         1.5, "Priority fee of trader transactions.", unit="gwei", ge=0, le=MAX_GWEI
+    )
+    tip_from_fee_history: bool = param(
+        True,
+        "Traders' wallets price tips from recent blocks (geth's gas price oracle: a percentile "
+        "of the cheapest tips of the last 20 blocks) instead of the fixed priority_fee_gwei.",
+    )
+    tip_percentile: float = param(
+        60.0,
+        "Percentile a trader's wallet bids for ordinary transactions (geth --gpo.percentile "
+        "default 60).",
+        ge=0,
+        le=100,
+    )
+    rescue_tip_percentile: float = param(
+        90.0,
+        "Stylized: percentile bid for rescues (top-ups, de-risking, stop-losses): a wallet's "
+        "'fast' setting when the position is at risk.",
+        ge=0,
+        le=100,
+    )
+    speed_up_after_blocks: int = param(
+        5,
+        "Stylized: a trader whose transaction has waited this many blocks re-prices it at the "
+        "wallet's current rescue estimate (a wallet's 'speed up'; 1 minute at 12 s blocks). "
+        "0 = never.",
+        unit="blocks",
+        ge=0,
+        le=MAX_BLOCKS,
     )
     max_subaccounts: int = param(
         4, "Most subaccounts a trader opens.", ge=1, le=CONTRACT_MAX_SUBACCOUNTS
