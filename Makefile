@@ -10,7 +10,7 @@ SCENARIO ?= scenarios/default.toml
 SEED ?= 1
 OUT ?= runs/default-seed$(SEED)
 
-.PHONY: run demo test soak lint contracts bench clean
+.PHONY: run demo test soak lint contracts bench bench-backends clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ contracts: $(NODE_STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/block_market.py
+
+# The default run on py-evm and on anvil: times, ratio, 1,000-seed sweep projection, equivalence.
+bench-backends: $(STAMP) $(NODE_STAMP)
+	$(PY) benchmarks/backends.py
 
 clean:
 	rm -rf $(VENV) node_modules

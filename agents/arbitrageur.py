@@ -33,6 +33,8 @@ class ArbitrageurParams:
     latency_blocks: int
     priority_fee_wei: int
     offset: int  # which market it looks at first (arbitrageurs spread out)
+    tip_from_fee_history: bool = False  # bid at least the wallet's suggested tip
+    tip_percentile: float = 60.0
 
 
 class Arbitrageur(ChainAgent):
@@ -61,6 +63,13 @@ class Arbitrageur(ChainAgent):
         profit_units = size * target / 10**20 - quote  # value at the external price - cost
         return size, profit_units / 1e6
 
+    def tip_wei(self, view: AgentView) -> int:
+        """Its fixed tip, or at least the wallet's suggested tip for the current congestion."""
+        p = self.params
+        if not p.tip_from_fee_history:
+            return p.priority_fee_wei
+        return max(p.priority_fee_wei, view.fees.suggested_tip_wei(p.tip_percentile))
+
     def decide(self, view: AgentView) -> Decisions:
         if view.own_pending():
             return
@@ -72,11 +81,12 @@ class Arbitrageur(ChainAgent):
             if opp is None or view.mempool.rival_bid_wei(f"arb:{m}", self.address) is not None:
                 continue  # no gap, or a rival's arbitrage of this market is already pending
             size, profit_usd = opp
-            if profit_usd <= view.fees.gas_cost_usd(GAS_USED_TRADE, p.priority_fee_wei):
+            tip = self.tip_wei(view)
+            if profit_usd <= view.fees.gas_cost_usd(GAS_USED_TRADE, tip):
                 continue
             limit = view.external_price_e8(m, p.latency_blocks)
             trade = Trade(self.subaccount, m, size, limit)
-            sent = yield Send(trade, p.priority_fee_wei, f"arb:{m}", OPPORTUNITY_BLOCKS)
+            sent = yield Send(trade, tip, f"arb:{m}", OPPORTUNITY_BLOCKS)
             if sent is not None:
                 self.trades += 1
                 return

@@ -59,6 +59,17 @@ class Liquidate:
 
 
 @dataclass(frozen=True)
+class Takeover:
+    """``MarginExchange.takeover``: take ``(owner, subaccount)``'s positions (or their liquidation
+    slices) over into our CROSS subaccount ``liquidator_subaccount`` at the margin price."""
+
+    owner: str
+    subaccount: int
+    liquidator_subaccount: int = 0
+    n_markets: int = 1
+
+
+@dataclass(frozen=True)
 class BackstopLiquidate:
     """``MarginExchange.backstopLiquidate``: hand ``(owner, subaccount)``'s positions and margin
     to the protocol's backstop vault at the margin price."""
@@ -88,7 +99,16 @@ class ReportPrice:
     price_e8: int
 
 
-Action = OpenSubaccount | Deposit | Trade | Liquidate | BackstopLiquidate | Deleverage | ReportPrice
+Action = (
+    OpenSubaccount
+    | Deposit
+    | Trade
+    | Liquidate
+    | Takeover
+    | BackstopLiquidate
+    | Deleverage
+    | ReportPrice
+)
 
 
 # ------------------------------------------------------------------- intents
@@ -125,6 +145,17 @@ class Hedge:
     market: int
     size_base: int
     quote_units: int
+
+
+@dataclass(frozen=True)
+class ExternalTrade:
+    """A trade on the external market: ``notional_usd_signed`` (buy > 0) of ``market``, of which
+    ``forced_usd`` (same sign) is forced flow (a liquidator selling what it took over). The model
+    applies it to the external price (``ExternalMarket.apply_trade``)."""
+
+    market: int
+    notional_usd_signed: float
+    forced_usd: float = 0.0
 
 
 Intent = Send | Replace

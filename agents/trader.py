@@ -37,6 +37,7 @@ class TraderParams:
     tip_percentile: float = 60.0  # wallet estimate for ordinary transactions (geth default)
     rescue_tip_percentile: float = 90.0  # for top-ups, de-risking and stop-losses
     speed_up_after_blocks: int = 0  # re-price a transaction waiting this long (0 = never)
+    fee_history_blocks: int = 20  # blocks behind the wallet's estimate (geth's default)
 
 
 @dataclass
@@ -117,7 +118,8 @@ class Trader(ChainAgent):
         p = self.params
         if not p.tip_from_fee_history:
             return p.priority_fee_wei
-        return view.fees.suggested_tip_wei(p.rescue_tip_percentile if rescue else p.tip_percentile)
+        percentile = p.rescue_tip_percentile if rescue else p.tip_percentile
+        return view.fees.suggested_tip_wei(percentile, p.fee_history_blocks)
 
     def _send(self, view: AgentView, action: Action, label: str) -> Decisions:
         tip = self.tip_wei(view, rescue=label in RESCUES)

@@ -58,7 +58,8 @@ contract MarginExchange is IMarginExchange {
     }
 
     /// @dev A market in storage: `MarketParams` split so that the partial-liquidation parameters
-    ///      share the venue's slot (read by every liquidation anyway).
+    ///      share the venue's slot (read by every liquidation anyway), the mark price's half-life and
+    ///      last sample time share the funding clock's slot, and the basis EMA fills one slot.
     struct MarketData {
         IPriceFeed feed;
         IPriceVenue venue;
@@ -74,6 +75,12 @@ contract MarginExchange is IMarginExchange {
         uint32 fundingCapPpm;
         int256 fundingIndex;
         uint64 lastFundingTime;
+        uint32 markHalfLifeS;
+        uint64 markUpdatedAt;
+        // |numerator| <= 1e24 (the sample cap) x seconds since listing and denominator <= 1e18 x
+        // seconds since listing: both fit 128 bits for timestamps below 2^40
+        int128 markNumerator;
+        uint128 markDenominator;
     }
 
     /// @dev Exchange-wide values in one slot: the market count and the waterfall switches.
@@ -123,6 +130,9 @@ contract MarginExchange is IMarginExchange {
     /// @dev Rounding slack (collateral units) an ADL fill can cost its counterparty against the
     ///      analytic cap: 1 for the fill quote, 1 for the position values, 2 for the requirement.
     uint256 internal constant ADL_SLACK = 4;
+
+    /// @dev Cap on one basis sample of the mark price's EMA (venue a million times the index).
+    int256 internal constant MAX_BASIS_WAD = 1e24;
 
     // ----------------------------------------------------------------- state
 
@@ -182,6 +192,7 @@ contract MarginExchange is IMarginExchange {
         m.venue = venue;
         _storeParams(m, params);
         m.lastFundingTime = uint64(block.timestamp);
+        m.markUpdatedAt = uint64(block.timestamp);
         globals.marketCount = uint32(market + 1);
         emit MarketAdded(market, address(feed), address(venue), params);
     }
@@ -191,9 +202,18 @@ contract MarginExchange is IMarginExchange {
         if (msg.sender != owner) revert NotOwner(msg.sender);
         _requireMarket(market);
         _validate(params);
-        _accrueFunding(market);
-        _storeParams(markets[market], params);
+        _loadMarket(market);
+        MarketData storage m = markets[market];
+        bool markStarts = m.marginPrice != PriceSource.MARK && params.marginPrice == PriceSource.MARK;
+        _storeParams(m, params);
         emit MarketParamsUpdated(market, params);
+        if (markStarts) {
+            // a market switching to the mark price starts its basis EMA afresh
+            m.markNumerator = 0;
+            m.markDenominator = 0;
+            m.markUpdatedAt = uint64(block.timestamp);
+            emit MarkBasisUpdated(market, 0, 0, 0, 0, block.timestamp);
+        }
     }
 
     /// @inheritdoc IMarginExchange
@@ -280,7 +300,7 @@ contract MarginExchange is IMarginExchange {
         if (a.mode == MarginMode.ISOLATED && a.isolatedMarket != market) {
             revert WrongMarginMode(a.mode, market);
         }
-        _accrueFunding(market);
+        _loadMarket(market);
         bool fundMoved = _settleAccount(msg.sender, subaccount, key);
 
         int256 quoteDelta = markets[market].venue.swap(sizeDelta);
@@ -326,35 +346,41 @@ contract MarginExchange is IMarginExchange {
         (int256 realized, uint256 notionalClosed, uint256 penalty, uint256 liquidatorPart) =
             _closeAll(accountOwner, subaccount, key);
         if (realized != 0) _realize(key, realized);
-
-        bool isPartial = accounts[key].marketMask != 0;
-        int256 equity = isPartial ? _health(key, false).equity : accounts[key].collateral;
-        uint256 penaltyPaid;
-        uint256 reward;
-        uint256 cover;
-        uint256 bad;
-        if (equity > 0) {
-            penaltyPaid = penalty < uint256(equity) ? penalty : uint256(equity);
-            // liquidator's pro-rata part of what was actually paid, rounded down; the rest insures
-            reward = penalty == 0 ? 0 : liquidatorPart * penaltyPaid / penalty;
-            _changeCollateral(key, -int256(penaltyPaid));
-            insuranceFund += penaltyPaid - reward;
-        } else if (equity < 0 && !isPartial) {
-            (cover, bad) = _absorbDeficit(accountOwner, subaccount, key, uint256(-equity));
-        }
-        emit Liquidated(
-            accountOwner,
-            subaccount,
-            msg.sender,
-            notionalClosed,
-            penaltyPaid,
-            reward,
-            penaltyPaid - reward,
-            cover,
-            bad,
-            isPartial
-        );
+        uint256 reward = _payPenalty(accountOwner, subaccount, key, notionalClosed, penalty, liquidatorPart);
         _requireCounterpartyFund();
+        if (reward != 0) collateralToken.safeTransfer(msg.sender, reward);
+    }
+
+    /// @inheritdoc IMarginExchange
+    function takeover(address accountOwner, uint32 subaccount, uint32 liquidatorSubaccount) external {
+        if (accountOwner == address(this)) revert ProtectedAccount();
+        bytes32 key = _existing(accountOwner, subaccount);
+        bytes32 liqKey = _existing(msg.sender, liquidatorSubaccount);
+        if (key == liqKey) revert SameSubaccount();
+        MarginMode liqMode = accounts[liqKey].mode;
+        if (liqMode != MarginMode.CROSS) revert WrongMarginMode(liqMode, 0);
+        if (accounts[key].marketMask == 0) revert NothingToLiquidate(accountOwner, subaccount);
+        _settleAccount(accountOwner, subaccount, key);
+        _settleAccount(msg.sender, liquidatorSubaccount, liqKey);
+        {
+            Health memory h = _health(key, true);
+            if (!h.liquidatable) revert AccountHealthy(h.equity, h.maintenanceRequirement);
+            uint256 fund = insuranceFund;
+            if (globals.adlEnabled && h.equity + int256(fund) < 0) revert DeleverageRequired(h.equity, fund);
+        }
+
+        (int256 realized, uint256 notional, uint256 penalty, uint256 liquidatorPart) =
+            _takeOverAll(key, liqKey);
+        if (realized != 0) _realize(key, realized);
+        uint256 reward = _payPenalty(accountOwner, subaccount, key, notional, penalty, liquidatorPart);
+        _requireCounterpartyFund();
+        {
+            // the one shared margin function: the liquidator must carry what it took over
+            Health memory hl = _health(liqKey, true);
+            if (hl.equity < int256(hl.initialRequirement)) {
+                revert LiquidatorMarginShort(hl.equity, hl.initialRequirement);
+            }
+        }
         if (reward != 0) collateralToken.safeTransfer(msg.sender, reward);
     }
 
@@ -497,7 +523,8 @@ contract MarginExchange is IMarginExchange {
                 fundingPeriodS: m.fundingPeriodS,
                 fundingCapPpm: m.fundingCapPpm,
                 partialCloseFactorPpm: m.partialCloseFactorPpm,
-                fullCloseNotional: m.fullCloseNotional
+                fullCloseNotional: m.fullCloseNotional,
+                markHalfLifeS: m.markHalfLifeS
             }),
             fundingIndex: m.fundingIndex,
             lastFundingTime: m.lastFundingTime
@@ -569,6 +596,13 @@ contract MarginExchange is IMarginExchange {
         return _marginPrice(market, false);
     }
 
+    /// @inheritdoc IMarginExchange
+    function markBasis(uint256 market) external view returns (MarkBasis memory) {
+        _requireMarket(market);
+        MarketData storage m = markets[market];
+        return MarkBasis({numerator: m.markNumerator, denominator: m.markDenominator, updatedAt: m.markUpdatedAt});
+    }
+
     // --------------------------------------------------------------- internal
 
     function _key(address accountOwner, uint32 subaccount) internal pure returns (bytes32) {
@@ -586,7 +620,7 @@ contract MarginExchange is IMarginExchange {
 
     /// @dev Codes: 1 maintenance zero or not below initial, 2 initial above 100%, 3 penalty above
     ///      100%, 4 liquidator share above 100%, 5 funding cap without a funding period, 6 partial
-    ///      close factor above 100%.
+    ///      close factor above 100%, 7 mark price without a basis half-life.
     function _validate(MarketParams calldata p) internal pure {
         if (p.maintenanceMarginPpm == 0 || p.maintenanceMarginPpm >= p.initialMarginPpm) {
             revert InvalidMarketParams(1);
@@ -596,6 +630,7 @@ contract MarginExchange is IMarginExchange {
         if (p.liquidatorSharePpm > MarginMath.PPM) revert InvalidMarketParams(4);
         if (p.fundingCapPpm != 0 && p.fundingPeriodS == 0) revert InvalidMarketParams(5);
         if (p.partialCloseFactorPpm > MarginMath.PPM) revert InvalidMarketParams(6);
+        if (p.marginPrice == PriceSource.MARK && p.markHalfLifeS == 0) revert InvalidMarketParams(7);
     }
 
     /// @dev The venue must name this exchange as its only trader (a venue is only ever called after it
@@ -621,6 +656,7 @@ contract MarginExchange is IMarginExchange {
         m.marginPrice = p.marginPrice;
         m.fundingPeriodS = p.fundingPeriodS;
         m.fundingCapPpm = p.fundingCapPpm;
+        m.markHalfLifeS = p.markHalfLifeS;
     }
 
     function _indexPrice(uint256 market, bool enforceAge) internal view returns (uint256) {
@@ -635,8 +671,61 @@ contract MarginExchange is IMarginExchange {
     }
 
     function _marginPrice(uint256 market, bool enforceAge) internal view returns (uint256) {
-        if (markets[market].marginPrice == PriceSource.MARK) return markets[market].venue.markPriceE8();
+        PriceSource source = markets[market].marginPrice;
+        if (source == PriceSource.MARK) return _markPrice(market, enforceAge);
+        if (source == PriceSource.VENUE) return markets[market].venue.markPriceE8();
         return _indexPrice(market, enforceAge);
+    }
+
+    /// @dev The robust mark price (as Hyperliquid's): the median of the index, the venue's price and
+    ///      index x (1 + EMA of the venue / index basis), the EMA taken as of this block. A move of
+    ///      the venue alone moves the mark no further than the other two prices.
+    function _markPrice(uint256 market, bool enforceAge) internal view returns (uint256) {
+        uint256 index = _indexPrice(market, enforceAge);
+        uint256 venuePrice = markets[market].venue.markPriceE8();
+        (,,, int256 ema) = _markBasisNow(market, index, venuePrice);
+        int256 scaled = int256(MarginMath.WAD) + ema;
+        uint256 basisMark = scaled > 0 ? index * uint256(scaled) / MarginMath.WAD : 0;
+        return MarginMath.median3(index, venuePrice, basisMark);
+    }
+
+    /// @dev The basis EMA as of this block (what `_checkpointMark` stores): the stored state decays
+    ///      by 2^(-dt / half-life) and takes the current basis venue / index - 1 as the sample held
+    ///      for the dt seconds since the last one (Hyperliquid's time-weighted EMA:
+    ///      numerator = numerator x w + sample x dt, denominator = denominator x w + dt). Within a
+    ///      block (dt = 0) the EMA does not move, whatever trades do to the venue.
+    function _markBasisNow(uint256 market, uint256 indexPrice, uint256 venuePrice)
+        internal
+        view
+        returns (int256 sample, int256 num, uint256 den, int256 ema)
+    {
+        MarketData storage m = markets[market];
+        sample = MarginMath.mulDivFloor(int256(venuePrice) - int256(indexPrice), MarginMath.WAD, indexPrice);
+        if (sample > MAX_BASIS_WAD) sample = MAX_BASIS_WAD;
+        num = m.markNumerator;
+        den = m.markDenominator;
+        uint256 dt = block.timestamp - m.markUpdatedAt;
+        if (dt != 0) {
+            uint256 w = MarginMath.halfLifeDecayWad(dt, m.markHalfLifeS);
+            num = MarginMath.mulDivFloor(num, w, MarginMath.WAD) + sample * int256(dt);
+            den = den * w / MarginMath.WAD + dt * MarginMath.WAD;
+        }
+        ema = den == 0 ? sample : MarginMath.mulDivFloor(num, MarginMath.WAD, den);
+    }
+
+    /// @dev Load a market's context for an entry point: accrue its funding and, when it margins on the
+    ///      mark price, store the basis EMA's sample for the time since the last one (before any venue
+    ///      trade of the entry point, so each sample is the basis that held over its interval).
+    function _loadMarket(uint256 market) internal {
+        _accrueFunding(market);
+        MarketData storage m = markets[market];
+        if (m.marginPrice != PriceSource.MARK || m.markUpdatedAt == block.timestamp) return;
+        (int256 sample, int256 num, uint256 den, int256 ema) =
+            _markBasisNow(market, _indexPrice(market, false), m.venue.markPriceE8());
+        m.markNumerator = int128(num);
+        m.markDenominator = uint128(den);
+        m.markUpdatedAt = uint64(block.timestamp);
+        emit MarkBasisUpdated(market, sample, ema, num, den, block.timestamp);
     }
 
     /// @dev Funding index now, without writing it: the premium (mark - index) / index, capped, accrues
@@ -682,7 +771,7 @@ contract MarginExchange is IMarginExchange {
         uint256 mask = accounts[key].marketMask;
         for (uint256 market = 0; mask != 0; ++market) {
             if (mask & 1 == 1) {
-                _accrueFunding(market);
+                _loadMarket(market);
                 Position storage p = positions[key][market];
                 int256 index = markets[market].fundingIndex;
                 int256 owed = _fundingOwed(p, index);
@@ -902,6 +991,96 @@ contract MarginExchange is IMarginExchange {
         }
     }
 
+    /// @dev After a liquidation's closes or takeovers (PnL realized): the penalty on the notional is
+    ///      paid from the equity left (collateral when no position is left, equity at margin prices
+    ///      when one is), the liquidator's pro-rata share of what was paid to it (rounded down), the
+    ///      rest to insurance; an account left negative without positions goes to the insurance fund
+    ///      and then bad debt. Emits `Liquidated`; returns the liquidator's reward (sent by the caller).
+    function _payPenalty(
+        address accountOwner,
+        uint32 subaccount,
+        bytes32 key,
+        uint256 notional,
+        uint256 penalty,
+        uint256 liquidatorPart
+    ) internal returns (uint256 reward) {
+        bool isPartial = accounts[key].marketMask != 0;
+        int256 equity = isPartial ? _health(key, false).equity : accounts[key].collateral;
+        uint256 penaltyPaid;
+        uint256 cover;
+        uint256 bad;
+        if (equity > 0) {
+            penaltyPaid = penalty < uint256(equity) ? penalty : uint256(equity);
+            // liquidator's pro-rata part of what was actually paid, rounded down; the rest insures
+            reward = penalty == 0 ? 0 : liquidatorPart * penaltyPaid / penalty;
+            _changeCollateral(key, -int256(penaltyPaid));
+            insuranceFund += penaltyPaid - reward;
+        } else if (equity < 0 && !isPartial) {
+            (cover, bad) = _absorbDeficit(accountOwner, subaccount, key, uint256(-equity));
+        }
+        emit Liquidated(
+            accountOwner, subaccount, msg.sender, notional, penaltyPaid, reward, penaltyPaid - reward, cover, bad, isPartial
+        );
+    }
+
+    // -------------------------------------------------- takeover internals
+
+    /// @dev Move every position of the account (or its liquidation slice) to the liquidator's
+    ///      subaccount at the margin price. Returns the PnL the account realizes, the notional taken
+    ///      over at the margin price, the penalty owed and the liquidator's part of it. Markets whose
+    ///      position is only partly taken keep their bit.
+    function _takeOverAll(bytes32 key, bytes32 liqKey)
+        internal
+        returns (int256 realized, uint256 notional, uint256 penalty, uint256 liquidatorPart)
+    {
+        AccountData storage a = accounts[key];
+        uint256 mask = a.marketMask;
+        uint256 left;
+        for (uint256 market = 0; mask != 0; ++market) {
+            if (mask & 1 == 1) {
+                (int256 r, uint256 n, bool open) = _takeOverPosition(key, liqKey, market);
+                if (open) left |= uint256(1) << market;
+                realized += r;
+                notional += n;
+                MarketData storage m = markets[market];
+                uint256 pen = MarginMath.mulDivCeil(n, m.liquidationPenaltyPpm, MarginMath.PPM);
+                penalty += pen;
+                liquidatorPart += pen * m.liquidatorSharePpm / MarginMath.PPM;
+            }
+            mask >>= 1;
+        }
+        a.marketMask = left;
+    }
+
+    /// @dev One position (or its slice) moves at the margin price: the account closes `size` for its
+    ///      value rounded down (against the account), the liquidator takes `size` at that cost basis.
+    function _takeOverPosition(bytes32 key, bytes32 liqKey, uint256 market)
+        internal
+        returns (int256 realized, uint256 notional, bool left)
+    {
+        uint256 price = _marginPrice(market, false);
+        int256 size;
+        int256 quote;
+        {
+            Position storage p = positions[key][market];
+            size = _liquidationSize(market, p.sizeBase);
+            quote = size.value(price);
+            realized = _applyFill(p, -size, -quote);
+            left = p.sizeBase != 0;
+        }
+        if (!left) delete positions[key][market];
+        _fillWithoutVenue(liqKey, market, size, quote);
+        notional = MarginMath.notional(size, price);
+        _emitTakenOver(key, liqKey, market, size, price, quote);
+    }
+
+    function _emitTakenOver(bytes32 key, bytes32 liqKey, uint256 market, int256 size, uint256 price, int256 quote)
+        internal
+    {
+        AccountData storage a = accounts[key];
+        emit PositionTakenOver(a.owner, a.subaccount, market, msg.sender, accounts[liqKey].subaccount, size, price, quote);
+    }
+
     // -------------------------------------------------- backstop internals
 
     /// @dev The backstop vault's key, opening the vault on first use (else settling its funding).
@@ -934,7 +1113,7 @@ contract MarginExchange is IMarginExchange {
                 int256 quote = size.value(price);
                 realized += quote - p.openNotional;
                 delete positions[key][market];
-                _vaultFill(vault, market, size, quote);
+                _fillWithoutVenue(vault, market, size, quote);
                 emit BackstopTakeover(accountOwner, subaccount, market, size, price, quote);
             }
             mask >>= 1;
@@ -942,15 +1121,17 @@ contract MarginExchange is IMarginExchange {
         a.marketMask = 0;
     }
 
-    /// @dev The vault buys `size` (sells when negative) for `quote`, merging with what it holds.
-    function _vaultFill(bytes32 vault, uint256 market, int256 size, int256 quote) internal {
-        AccountData storage v = accounts[vault];
-        Position storage vp = positions[vault][market];
-        if (vp.sizeBase == 0) _startPosition(v, vp, vault, market);
+    /// @dev The account `to` (the backstop vault, or a liquidator taking over) buys `size` (sells
+    ///      when negative) for `quote` with no venue trade, merging with what it holds; a netting
+    ///      part realizes its PnL against the counterparty fund.
+    function _fillWithoutVenue(bytes32 to, uint256 market, int256 size, int256 quote) internal {
+        AccountData storage v = accounts[to];
+        Position storage vp = positions[to][market];
+        if (vp.sizeBase == 0) _startPosition(v, vp, to, market);
         int256 r = _applyFill(vp, size, quote);
         _setMarketBit(v, market, vp.sizeBase != 0);
-        if (vp.sizeBase == 0) delete positions[vault][market];
-        if (r != 0) _realize(vault, r);
+        if (vp.sizeBase == 0) delete positions[to][market];
+        if (r != 0) _realize(to, r);
     }
 
     // ---------------------------------------------- auto-deleveraging internals

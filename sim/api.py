@@ -22,8 +22,8 @@ from typing import Any
 
 import pandas as pd
 
+from sim.chain.backend import ChainError, check_backend
 from sim.model import LiqSimModel
-from sim.output.plots import plot_run
 from sim.output.runfolder import (
     OutputWriteError,
     RunFolder,
@@ -92,13 +92,17 @@ def simulate(
     progress: Callable[[int], None] | None = None,
     checkpoint: Callable[[LiqSimModel], None] | None = None,
     on_model: Callable[[LiqSimModel], None] | None = None,
+    keep_chain: bool = False,
 ) -> tuple[dict[str, pd.DataFrame], dict[str, Any], LiqSimModel]:
     """Run one model to the end; return its tables, summary and the model.
 
     ``on_model`` is handed the model once built. An interruption (SIGINT, SIGTERM, when
     :func:`~sim.output.runfolder.interrupts_as_exceptions` is on) stops the run between two
-    blocks, so its tables are consistent."""
+    blocks, so its tables are consistent. The model's chain is closed (an anvil backend's
+    process stopped) when the run ends, unless ``keep_chain`` and the run succeeded: the
+    caller then reads it and calls ``model.session.close()``."""
     model = LiqSimModel(scenario, seed)
+    ok = False
     if on_model is not None:
         on_model(model)
 
@@ -112,8 +116,11 @@ def simulate(
     try:
         with deferred_interrupts():
             model.run(progress=tick)
+        ok = True
     finally:
         _release(model)
+        if not (ok and keep_chain):
+            model.session.close()
     tables = model.recorder.tables()
     return tables, summarize(tables, _facts(model)), model
 
@@ -158,6 +165,10 @@ def run_scenario(
     sc = resolve_scenario(scenario, overrides, blocks)
     check_seed(seed, "seed")
     check_price_path(sc, seed)
+    try:
+        check_backend(sc.chain.backend)  # e.g. anvil not installed: a user error, exit 2
+    except ChainError as exc:
+        raise ConfigError("chain.backend", str(exc)) from None
     with interrupts_as_exceptions():
         if out is None:
             tables, summary, _ = simulate(sc, seed, progress=progress)
@@ -197,16 +208,22 @@ def _run_into(
             progress=tick,
             checkpoint=checkpoint,
             on_model=lambda m: live.__setitem__("model", m),
+            keep_chain=True,
         )
         live["tables"] = tables
+        try:
+            folder.manifest(model)  # reads the contracts' code from the chain
+        finally:
+            model.session.close()
         run_s = time.perf_counter() - started
         summary["cascade_amplification"] = _amplification(
             sc, seed, len(tables["liquidations"]), counterfactual
         )
-        folder.manifest(model)
         folder.tables(tables, blocks=len(tables["blocks"]))
         folder.summary(summary)
         if plots:
+            from sim.output.plots import plot_run  # matplotlib loads only when plots are drawn
+
             folder.plots(lambda d: plot_run(tables, list(sc.market_names), d))
         folder.timing(
             {

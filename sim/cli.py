@@ -65,6 +65,7 @@ def print_summary(summary: dict, folder: Path | None) -> None:
             f"{_fmt_usd(neg['peak'])}), shortfall marked to market {_fmt_usd(short['end'])} "
             f"(peak {_fmt_usd(short['peak'])})"
         )
+    print_feedback(summary)
     print_block_space(summary)
     w = summary.get("waterfall")
     if w and (w["liquidations_partial"]["count"] or w["backstops"]["count"] or w["adl_fills"]):
@@ -86,9 +87,6 @@ def print_summary(summary: dict, folder: Path | None) -> None:
         print(f"plots:   {folder}/plots/  (prices.png, liquidations.png, fees.png, insurance.png)")
 
 
-# ------------------------------------------------------------------ run
-
-
 def print_block_space(summary: dict) -> None:
     """The crowding-out line: full blocks, and how rescues and oracle reports fared."""
     b = summary.get("block_space")
@@ -103,6 +101,36 @@ def print_block_space(summary: dict) -> None:
         f"{rescue['waited_3_or_more_blocks']} waited 3+), {rescue['never_included']} never "
         f"included; oracle reports waiting 3+ blocks: {report['waited_3_or_more_blocks']}"
     )
+
+
+def print_feedback(summary: dict) -> None:
+    """The feedback line (share of each market's fall at its trough not in the exogenous path,
+    peak impact, liquidations it caused) and the spillover line of CROSS liquidations."""
+    fb = summary.get("feedback")
+    if fb:
+        shares = ", ".join(
+            f"{m} {_pct(v['trough']['feedback_share'])}" for m, v in fb["markets"].items()
+        )
+        print(
+            f"feedback: share of the fall caused by forced flow at the trough {shares}; peak "
+            f"impact {_pct(fb['peak_impact'])}; {fb['liquidations_caused']} liquidations not "
+            f"liquidatable at that block's exogenous prices, "
+            f"{fb.get('liquidations_feedback_only', 'n/a')} not at any later block's either"
+        )
+    c = summary.get("contagion", {})
+    if "spillover_notional_usd" in c:
+        print(
+            f"spillover: {_fmt_usd(c['spillover_notional_usd'])} closed by CROSS liquidations in "
+            f"markets that were not their cause; {c['liquidations_after_spillover']} "
+            f"liquidations followed its impact"
+        )
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{x:.1%}"
+
+
+# ------------------------------------------------------------------ run
 
 
 def _check_run(args: argparse.Namespace):
@@ -219,6 +247,8 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from sim.experiments.cli import add_chain_backend_option
+
     parser = argparse.ArgumentParser(
         prog="liqsim", description="Liquidation cascades on real margin contracts"
     )
@@ -242,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH=VALUE",
         help="override a scenario parameter, e.g. --set traders.count=50 (repeatable)",
     )
+    add_chain_backend_option(run, "--backend")
     run.add_argument(
         "--no-counterfactual",
         action="store_true",

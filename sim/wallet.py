@@ -27,6 +27,7 @@ from agents.intents import (
     Replace,
     ReportPrice,
     Send,
+    Takeover,
     Trade,
 )
 from sim.chain.records import DroppedRecord, TxRecord
@@ -99,6 +100,8 @@ class Wallet:
                 return c.trade_call(me, sub, market, size, limit)
             case Liquidate(owner, sub, n_markets):
                 return c.liquidate_call(me, owner, sub, n_markets)
+            case Takeover(owner, sub, liq_sub, n_markets):
+                return c.takeover_call(me, owner, sub, liq_sub, n_markets)
             case BackstopLiquidate(owner, sub, n_markets):
                 return c.backstop_call(me, owner, sub, n_markets)
             case Deleverage(owner, sub, n_markets, n_holders):

@@ -36,7 +36,7 @@ class FixedExternal:
             market = {"ETH": 0, "BTC": 1}[market]
         return self.prices_e8[market] / 1e8
 
-    def apply_trade(self, market, notional_usd, block):
+    def apply_trade(self, market, notional_usd, block, *, forced_usd=0.0, spillover_usd=0.0):
         self.trades.append((market, notional_usd))
 
 

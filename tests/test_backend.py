@@ -214,8 +214,8 @@ def test_web3_cannot_send_or_mine_behind_the_builders_back(session: ChainSession
 
 
 def test_unknown_backend_is_a_clear_error() -> None:
-    with pytest.raises(ChainError, match=r"unknown chain backend 'anvil'.*pyevm"):
-        make_backend("anvil", GenesisConfig())
+    with pytest.raises(ChainError, match=r"unknown chain backend 'geth'.*pyevm, anvil"):
+        make_backend("geth", GenesisConfig())
 
 
 # -- determinism ---------------------------------------------------------------------------------

@@ -286,6 +286,16 @@ def t_insurance_can_cover(s):
     return revert_reason(w, w.deleverage_call(trader(w, 9), trader(w, 0), 0))
 
 
+def t_liquidator_margin_short(s):
+    """A takeover into a subaccount whose capital cannot carry the positions at initial margin."""
+    alice, liq = trader(s, 0), trader(s, 9)
+    open_account(s, alice, 0, "isolated", ETH, 1_100)
+    s.send(s.trade_call(alice, 0, ETH, 10 * BASE))
+    open_account(s, liq, 0, "cross", ETH, 500)  # 10 ETH at 1,900 needs 950 USD
+    set_market(s, ETH, 1_900)
+    return revert_reason(s, s.takeover_call(liq, alice, 0, 0, 1))
+
+
 def t_adl_broke_invariant(s):
     # The same book as tests/test_waterfall.py's capped case, on an exchange without the ADL cap:
     # the fill takes the counterparty's whole short and the assertion fires.
@@ -332,6 +342,7 @@ TRIGGERS = {
     "AdlDisabled": [t_adl_disabled],
     "InsuranceCanCover": [t_insurance_can_cover],
     "AdlBrokeInvariant": [t_adl_broke_invariant],
+    "LiquidatorMarginShort": [t_liquidator_margin_short],
 }
 
 CASES = [(name, fn) for name, fns in TRIGGERS.items() for fn in fns]

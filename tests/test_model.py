@@ -46,6 +46,7 @@ def test_tiny_run_produces_every_table(crashy_model):
         "traders",
         "exogenous",
         "adl",
+        "liquidators",
     }
     assert len(tables["blocks"]) == crashy_model.scenario.run.blocks
     kinds = set(tables["transactions"]["sender_kind"])
@@ -303,7 +304,8 @@ WATERFALL = [
 
 @pytest.fixture(scope="module")
 def waterfall_model():
-    model = LiqSimModel(resolve_scenario(TINY, CRASHY + WATERFALL), seed=5)
+    # seed 8: a run whose crash walks every step (partial, backstop, auto-deleveraging)
+    model = LiqSimModel(resolve_scenario(TINY, CRASHY + WATERFALL), seed=8)
     model.run()
     return model
 

@@ -208,31 +208,40 @@ def test_csv_kind_through_the_scenario(tmp_path):
 # -- external market and impact ----------------------------------------------------------------
 
 
-def flat_market(blocks=100, k=0.01, half_life=10.0, enabled=True) -> ExternalMarket:
+DEPTH = 10_000_000.0  # 1% depth of the flat test markets, USD
+
+
+def flat_market(blocks=100, half_life=10.0, enabled=True, scale=(1.0, 1.0)) -> ExternalMarket:
     exo = np.tile([100.0, 1000.0], (blocks + 1, 1))
     return ExternalMarket(
-        ["ETH", "BTC"], exo, [k, k], [half_life, half_life], impact_enabled=enabled
+        ["ETH", "BTC"],
+        exo,
+        [DEPTH, DEPTH],
+        [half_life, half_life],
+        flow_scale=scale,
+        impact_enabled=enabled,
     )
 
 
 def test_impact_moves_price_in_trade_direction_and_decays_by_half_after_half_life():
     m = flat_market()
-    m.apply_trade("ETH", -2_000_000, block=5)  # a 2 M USD sell
+    m.apply_trade("ETH", -DEPTH, block=5)  # selling the 1% depth
     assert m.price("ETH", 5) == 100.0  # felt from the next block
-    assert m.price("ETH", 6) == pytest.approx(100.0 * (1 - 0.02))
-    assert m.impact("ETH", 16) == pytest.approx(-0.01)  # halved after 10 blocks
-    assert m.impact("ETH", 26) == pytest.approx(-0.005)
+    assert m.price("ETH", 6) == pytest.approx(100.0 * math.exp(-0.01))
+    assert m.impact("ETH", 16) == pytest.approx(math.expm1(-0.005))  # halved after 10 blocks
+    assert m.impact("ETH", 26) == pytest.approx(math.expm1(-0.0025))
     assert m.price("BTC", 6) == 1000.0  # other market untouched
-    m.apply_trade(1, 1_000_000, block=30)  # a buy, market by index
-    assert m.price("BTC", 31) == pytest.approx(1010.0)
+    m.apply_trade(1, 4 * DEPTH, block=30)  # a buy of four times the depth, market by index
+    assert m.price("BTC", 31) == pytest.approx(1000.0 * math.exp(0.02))  # square root: 2%
 
 
-def test_impacts_add_up():
+def test_flows_add_up_before_the_square_root():
     m = flat_market(half_life=1e9)
-    m.apply_trade("ETH", 1_000_000, block=1)
-    m.apply_trade("ETH", 1_000_000, block=1)
-    m.apply_trade("ETH", -500_000, block=2)
-    assert m.impact("ETH", 3) == pytest.approx(0.015)
+    m.apply_trade("ETH", DEPTH, block=1)
+    m.apply_trade("ETH", DEPTH, block=1)
+    m.apply_trade("ETH", -DEPTH, block=2)
+    assert m.flow_usd("ETH", 3) == pytest.approx(DEPTH)
+    assert m.impact("ETH", 3) == pytest.approx(math.expm1(0.01))
 
 
 def test_observed_prices_never_change():
@@ -250,13 +259,16 @@ def test_impact_disabled_ignores_trades():
     assert m.price("ETH", 1) == 100.0
 
 
-def test_price_that_would_be_negative_raises_naming_market_and_block():
+def test_a_huge_sale_leaves_a_positive_price():
     m = flat_market()
-    m.apply_trade("ETH", -200e6, block=3)  # impact -200%
-    with pytest.raises(
-        PricePathError, match=r"market 'ETH', block 4: external price would be -100"
-    ):
-        m.price("ETH", 4)
+    m.apply_trade("ETH", -1e12, block=3)  # 100,000 times the depth: log impact -3.16
+    assert 0 < m.price("ETH", 4) == pytest.approx(100.0 * math.exp(-0.01 * math.sqrt(1e5)))
+
+
+def test_non_finite_trade_rejected():
+    m = flat_market()
+    with pytest.raises(PricePathError, match="must be finite"):
+        m.apply_trade("ETH", float("nan"), block=3)
 
 
 @pytest.mark.parametrize("bad", [np.nan, -1.0, 0.0, np.inf])
@@ -264,7 +276,7 @@ def test_bad_exogenous_value_rejected_naming_market_and_block(bad):
     exo = np.tile([100.0, 1000.0], (11, 1))
     exo[7, 1] = bad
     with pytest.raises(PricePathError, match=r"market 'BTC', block 7"):
-        ExternalMarket(["ETH", "BTC"], exo, [0, 0], [1, 1])
+        ExternalMarket(["ETH", "BTC"], exo, [DEPTH, DEPTH], [1, 1])
 
 
 def test_lookup_errors():

@@ -759,7 +759,10 @@ crash_fall = 0.5
 initial_margin = 0.001
 maintenance_margin = 0.000001
 venue_depth_usd = 1000.0
-impact_per_million_usd = 1.0
+external_depth_usd = 1000.0
+represented_open_interest_usd = 1e12
+depth_volatility_exponent = 10.0
+depth_volatility_window_blocks = 1
 partial_close_factor = 0.99
 full_close_notional_usd = 0.0
 [[markets]]
@@ -770,7 +773,8 @@ crash_fall = 0.5
 initial_margin = 0.001
 maintenance_margin = 0.0005
 venue_depth_usd = 1e12
-impact_per_million_usd = 1.0
+external_depth_usd = 1e12
+represented_open_interest_usd = 1e12
 full_close_notional_usd = 1e12
 [traders]
 count = 20

@@ -82,7 +82,7 @@ def test_default_system_has_every_waterfall_step_off(liqsim_system):
     assert tuple(f.riskConfig().call()) == (0, False)
     for m in (ETH, BTC):
         params = f.getMarket(m).call()[2]
-        assert params[-2:] == (0, 0)  # partialCloseFactorPpm, fullCloseNotional
+        assert params[8:10] == (0, 0)  # partialCloseFactorPpm, fullCloseNotional
     alice, bot = trader(s, 0), trader(s, 9)
     open_account(s, alice, 0, "isolated", ETH, 12_000)
     s.send(s.trade_call(alice, 0, ETH, 100 * ONE))  # 200,000 USD: would be sliced if switched on

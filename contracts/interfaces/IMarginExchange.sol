@@ -24,10 +24,13 @@ interface IMarginExchange {
         ISOLATED
     }
 
-    /// @notice Which price margin checks use.
+    /// @notice Which price margin checks use: the oracle (INDEX); the robust mark price (MARK):
+    ///         median(index, venue price, index x (1 + EMA of the venue/index basis)), as
+    ///         Hyperliquid's mark price; or the venue's raw marginal price (VENUE).
     enum PriceSource {
         INDEX,
-        MARK
+        MARK,
+        VENUE
     }
 
     /// @notice Per-market risk parameters (fractions in ppm).
@@ -42,6 +45,7 @@ interface IMarginExchange {
         uint32 fundingCapPpm; // cap on |mark - index| / index per funding period
         uint32 partialCloseFactorPpm; // share of a large position one liquidation closes; 0 = full close
         uint64 fullCloseNotional; // collateral units: positions with notional at or below are closed in full
+        uint32 markHalfLifeS; // MARK: half-life of the EMA of the venue/index basis (s); > 0 when MARK
     }
 
     /// @notice Exchange-wide switches of the liquidation waterfall (all off when zero).
@@ -72,6 +76,14 @@ interface IMarginExchange {
         uint32 isolatedMarket;
         uint256 marketMask; // bit m set = open position in market m
         int256 collateral; // collateral units; negative only after realized losses beyond it
+    }
+
+    /// @notice The state of a market's basis EMA (MARK margin price): a time-weighted EMA kept as
+    ///         numerator / denominator (Hyperliquid's formula), with weights 2^(-age / half-life).
+    struct MarkBasis {
+        int128 numerator; // sum of basis samples (1e18 = 100%) x seconds x weight
+        uint128 denominator; // sum of seconds x weight, scaled by 1e18
+        uint64 updatedAt; // time of the last sample
     }
 
     /// @notice An account's health at the margin prices.
@@ -142,6 +154,9 @@ interface IMarginExchange {
     /// @notice A deleveraging fill would leave its counterparty liquidatable (an assertion: never
     ///         raised by a correct exchange).
     error AdlBrokeInvariant();
+    /// @notice After a takeover the liquidator's subaccount would be below its initial-margin
+    ///         requirement: its capital cannot carry the positions it took over.
+    error LiquidatorMarginShort(int256 equity, uint256 initialRequirement);
 
     // ---------------------------------------------------------------- events
 
@@ -149,6 +164,17 @@ interface IMarginExchange {
     event MarketAdded(uint256 indexed market, address feed, address venue, MarketParams params);
     /// @notice A market's parameters changed.
     event MarketParamsUpdated(uint256 indexed market, MarketParams params);
+    /// @notice A market's basis EMA took a sample (MARK margin price): `sampleWad` =
+    ///         venue / index - 1 (1e18 = 100%) held since the last sample, weighted by the seconds
+    ///         since then; `emaBasisWad` is the EMA after it, `numerator` and `denominator` its state.
+    event MarkBasisUpdated(
+        uint256 indexed market,
+        int256 sampleWad,
+        int256 emaBasisWad,
+        int256 numerator,
+        uint256 denominator,
+        uint256 timestamp
+    );
     /// @notice A market's funding index moved.
     event FundingAccrued(uint256 indexed market, int256 fundingIndex, int256 premiumPpm, uint256 timestamp);
     /// @notice Funding owed by (+) or to (-) an account's position was settled.
@@ -211,6 +237,20 @@ interface IMarginExchange {
     ///         at a cost basis of `quote` (signed like `size`).
     event BackstopTakeover(
         address indexed owner, uint32 indexed subaccount, uint256 indexed market, int256 size, uint256 priceE8, int256 quote
+    );
+    /// @notice One position (or its liquidation slice) moved to the liquidator's CROSS subaccount at
+    ///         the margin price `priceE8`, with no venue trade: the account closes `size` and receives
+    ///         `quote` (its value, rounded down; signed like `size`), the liquidator takes `size` at a
+    ///         cost basis of `quote`.
+    event PositionTakenOver(
+        address indexed owner,
+        uint32 indexed subaccount,
+        uint256 indexed market,
+        address liquidator,
+        uint32 liquidatorSubaccount,
+        int256 size,
+        uint256 priceE8,
+        int256 quote
     );
     /// @notice An account was taken over by the backstop vault: `equity` is what was left after its
     ///         positions moved (collateral units); a positive rest went to the vault (`marginToVault`),
@@ -363,6 +403,20 @@ interface IMarginExchange {
     /// @param subaccount its subaccount id
     function liquidate(address accountOwner, uint32 subaccount) external;
 
+    /// @notice Liquidate by takeover (as dYdX v3, Drift v2 and Mango do): every position of an account
+    ///         below maintenance (or its `partialCloseFactorPpm` slice) moves to the caller's CROSS
+    ///         subaccount `liquidatorSubaccount` at the margin price, with no venue trade. The penalty
+    ///         on the notional taken over (at the margin price) is paid and split as in `liquidate`
+    ///         (the liquidator's share is sent to the caller); insurance and bad debt as in
+    ///         `liquidate`. The caller's subaccount must then meet its initial-margin requirement
+    ///         (`LiquidatorMarginShort`): a liquidator needs the capital to carry what it takes over.
+    ///         With auto-deleveraging on, reverts `DeleverageRequired` when the insurance fund cannot
+    ///         cover the account's deficit at margin prices.
+    /// @param accountOwner owner of the account
+    /// @param subaccount its subaccount id
+    /// @param liquidatorSubaccount the caller's CROSS subaccount that takes the positions
+    function takeover(address accountOwner, uint32 subaccount, uint32 liquidatorSubaccount) external;
+
     /// @notice Hand an account whose equity is below `backstopThresholdPpm` x its maintenance
     ///         requirement to the backstop vault (anyone may call): every position moves to the vault
     ///         at the margin price with no venue trade, a positive rest of the account's equity goes
@@ -463,4 +517,8 @@ interface IMarginExchange {
     /// @notice The price margin checks of `market` use now, 8 decimals, without the age check.
     /// @param market market id
     function marginPriceE8(uint256 market) external view returns (uint256);
+
+    /// @notice The state of `market`'s basis EMA as last stored (used when its margin price is MARK).
+    /// @param market market id
+    function markBasis(uint256 market) external view returns (MarkBasis memory);
 }

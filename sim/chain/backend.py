@@ -1,524 +1,87 @@
-"""Chain backends: the only code that knows which EVM runs.
+"""Chain backends: which EVM runs, chosen by name. The only code that picks one.
 
-A backend mines one block per call from already-signed raw transactions, in the given order,
-with the timestamp and base fee the caller chooses, and answers read-only calls against the
-latest mined state. ``PyEVMBackend`` is the embedded default: py-evm (Cancun rules) behind
-eth-tester, so that web3.py views and contract objects work through ``backend.w3``.
+``make_backend(name, genesis)`` builds the backend the scenario's ``chain.backend`` names:
 
-Blocks are never built through eth-tester's send path (it executes every transaction twice and
-refuses a sender's second transaction in a block); the whole ordered block is applied in one
-``MiningChain.mine_all`` call. Timestamps and ``mix_hash`` (PREVRANDAO) are set explicitly, so
-the same inputs give the same block hashes on every run.
+* ``pyevm`` (the default and the reference): py-evm behind eth-tester, embedded in this
+  process (:mod:`sim.chain.pyevm`).
+* ``anvil``: a local anvil process (Foundry, Rust EVM) reached over JSON-RPC, about five
+  times faster on the simulation's transactions; ``fork_url`` runs it on a fork of a real
+  chain (:mod:`sim.chain.anvil`, docs/backends.md).
 
-The header base fee of every mined block is the caller's ``base_fee_wei``: the VM used here
-checks the gas limit of a header but not its base fee against the parent's EIP-1559 value, so the
-simulation's fee market (which also counts background demand) is what transactions pay.
+Both implement :class:`ChainBackend` (:mod:`sim.chain.interface`) and are imported only when
+chosen, so a run on one never loads the other. The interface's records and errors are
+re-exported here for the modules that have always imported them from this one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
-
-from eth.abc import ComputationAPI, ReceiptAPI, SignedTransactionAPI, StateAPI
-from eth.chains.base import MiningChain
-from eth.constants import POST_MERGE_DIFFICULTY, POST_MERGE_MIX_HASH, POST_MERGE_NONCE
-from eth.db.atomic import AtomicDB
-from eth.validation import validate_gas_limit
-from eth.vm.forks import CancunVM
-from eth.vm.spoof import SpoofTransaction
-from eth_hash.auto import keccak
-from eth_tester import EthereumTester
-from eth_tester.backends.pyevm.main import PyEVMBackend as EthTesterPyEVMBackend
-from eth_tester.exceptions import TransactionFailed
-from eth_utils import ValidationError, to_canonical_address, to_checksum_address
-from web3 import EthereumTesterProvider, Web3
-from web3.providers.eth_tester.defaults import API_ENDPOINTS
-
-ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
-DYNAMIC_FEE_TX_TYPE = 2
-VIEW_GAS_CAP = 50_000_000  # gas given to read-only calls (geth's default RPC gas cap)
-_PREVRANDAO_DOMAIN = b"liqsim-prevrandao"
-
-
-class ChainError(Exception):
-    """The chain refused a block or a transaction; the message names the cause."""
-
-
-class CallReverted(ChainError):
-    """A read-only call reverted (or failed); ``revert_data`` holds the raw revert bytes."""
-
-    def __init__(self, message: str, revert_data: bytes) -> None:
-        super().__init__(message)
-        self.revert_data = revert_data
-
-
-@dataclass(frozen=True)
-class GenesisConfig:
-    """Fixed genesis of a simulated chain (amounts in wei, time in seconds)."""
-
-    chain_id: int = 31337
-    timestamp: int = 1_700_000_000
-    block_gas_limit: int = 30_000_000
-    base_fee_wei: int = 1_000_000_000
-    balances: tuple[tuple[str, int], ...] = ()
-
-
-@dataclass(frozen=True)
-class RawLog:
-    """An event log as emitted: emitting contract, 32-byte topics, ABI-encoded data."""
-
-    address: str
-    topics: tuple[bytes, ...]
-    data: bytes
-
-
-@dataclass(frozen=True)
-class MinedTx:
-    """What the chain did with one transaction of a mined block."""
-
-    tx_hash: bytes
-    sender: str
-    nonce: int
-    index: int
-    status: int
-    gas_used: int
-    effective_gas_price_wei: int
-    logs: tuple[RawLog, ...]
-    revert_data: bytes
-    contract_address: str | None
-    failure: str = ""  # EVM error class name when status == 0 ("Revert", "OutOfGas", ...)
-
-
-@dataclass(frozen=True)
-class BlockHead:
-    """Header facts of a mined block."""
-
-    number: int
-    timestamp: int
-    base_fee_wei: int
-    gas_used: int
-    gas_limit: int
-    block_hash: bytes
-
-
-@dataclass(frozen=True)
-class MinedBlock:
-    """A mined block and the outcome of each of its transactions, in block order."""
-
-    number: int
-    timestamp: int
-    base_fee_wei: int
-    gas_used: int
-    gas_limit: int
-    block_hash: bytes
-    txs: tuple[MinedTx, ...]
-
-    @property
-    def head(self) -> BlockHead:
-        return BlockHead(
-            self.number,
-            self.timestamp,
-            self.base_fee_wei,
-            self.gas_used,
-            self.gas_limit,
-            self.block_hash,
-        )
-
-
-class ChainBackend(Protocol):
-    """The small surface the simulation needs from an EVM."""
-
-    name: str
-    w3: Web3
-    genesis: GenesisConfig
-
-    def mine_block(
-        self, raw_txs: Sequence[bytes], timestamp: int, base_fee_wei: int
-    ) -> MinedBlock: ...
-
-    def call(
-        self, to: str, data: bytes, sender: str | None = None, gas: int | None = None
-    ) -> bytes: ...
-
-    def balance(self, address: str) -> int: ...
-
-    def nonce(self, address: str) -> int: ...
-
-    def head(self) -> BlockHead: ...
-
-
-# --------------------------------------------------------------------------------------------
-# py-evm chain with settable base fee and no wall clock
-# --------------------------------------------------------------------------------------------
-
-
-class _SimulationVM(CancunVM):
-    """Cancun rules; the header base fee is set by the simulation's fee market."""
-
-    @classmethod
-    def validate_gas(cls, header: Any, parent_header: Any) -> None:
-        validate_gas_limit(header.gas_limit, parent_header.gas_limit)
-
-
-class _SimulationChain(MiningChain):
-    vm_configuration = ((0, _SimulationVM),)
-    chain_id = 31337
-
-    def create_header_from_parent(self, parent_header: Any, **header_params: Any) -> Any:
-        # Constant gas limit, and a timestamp that never reads the wall clock; the real
-        # timestamp of a block is set by PyEVMBackend.mine_block.
-        header_params.setdefault("gas_limit", parent_header.gas_limit)
-        header_params.setdefault("timestamp", parent_header.timestamp + 1)
-        return super().create_header_from_parent(parent_header, **header_params)
-
-    def get_transaction_builder(self) -> Any:  # used by eth-tester's call normalisation
-        return self.get_vm().get_transaction_builder()
-
-
-def _genesis_state(balances: Sequence[tuple[str, int]]) -> dict[bytes, dict[str, Any]]:
-    state: dict[bytes, dict[str, Any]] = {}
-    for address, wei in balances:
-        key = to_canonical_address(address)
-        if key in state:
-            raise ChainError(f"genesis balances list {address} twice")
-        if wei < 0:
-            raise ChainError(f"genesis balance of {address} is negative ({wei} wei)")
-        state[key] = {"balance": wei, "nonce": 0, "code": b"", "storage": {}}
-    return state
-
-
-def _new_chain(genesis: GenesisConfig) -> _SimulationChain:
-    if genesis.block_gas_limit <= 0:
-        raise ChainError(f"block_gas_limit must be positive, got {genesis.block_gas_limit}")
-    if genesis.base_fee_wei < 0:
-        raise ChainError(f"genesis base_fee_wei must be >= 0, got {genesis.base_fee_wei}")
-    params = {
-        "coinbase": to_canonical_address(ZERO_ADDRESS),
-        "difficulty": POST_MERGE_DIFFICULTY,
-        "extra_data": b"",
-        "gas_limit": genesis.block_gas_limit,
-        "mix_hash": POST_MERGE_MIX_HASH,
-        "nonce": POST_MERGE_NONCE,
-        "timestamp": genesis.timestamp,
-        "base_fee_per_gas": genesis.base_fee_wei,
-    }
-    chain = _SimulationChain.from_genesis(AtomicDB(), params, _genesis_state(genesis.balances))
-    chain.chain_id = genesis.chain_id
-    return chain
-
-
-def prevrandao(block_number: int) -> bytes:
-    """Deterministic ``mix_hash`` (PREVRANDAO) of a block."""
-    return keccak(_PREVRANDAO_DOMAIN + block_number.to_bytes(32, "big"))
-
-
-# --------------------------------------------------------------------------------------------
-# Read-only execution (shared by backend.call and web3's eth_call)
-# --------------------------------------------------------------------------------------------
-
-
-class _ViewExecutor:
-    """Runs calls on the state after the latest block, with a zero base fee (like geth)."""
-
-    def __init__(self, chain: _SimulationChain) -> None:
-        self._chain = chain
-        self._cached: tuple[bytes, StateAPI] | None = None
-
-    def invalidate(self) -> None:
-        self._cached = None
-
-    def state(self, header: Any = None) -> StateAPI:
-        if header is None:
-            header = self._chain.get_canonical_head()
-            if self._cached is not None and self._cached[0] == header.hash:
-                return self._cached[1]
-            state = self._build_state(header)
-            self._cached = (header.hash, state)
-            return state
-        return self._build_state(header)
-
-    def _build_state(self, header: Any) -> StateAPI:
-        return self._chain.get_vm(header.copy(base_fee_per_gas=0)).state
-
-    def execute(
-        self, *, sender: bytes, to: bytes, data: bytes, value: int, gas: int, header: Any = None
-    ) -> ComputationAPI:
-        state = self.state(header)
-        unsigned = self._chain.get_transaction_builder().new_unsigned_dynamic_fee_transaction(
-            chain_id=self._chain.chain_id,
-            nonce=state.get_nonce(sender),
-            max_priority_fee_per_gas=0,
-            max_fee_per_gas=0,
-            gas=gas,
-            to=to,
-            value=value,
-            data=data,
-            access_list=(),
-        )
-        snapshot = state.snapshot()
-        try:
-            return state.apply_transaction(SpoofTransaction(unsigned, from_=sender))
-        finally:
-            state.revert(snapshot)
-
-
-class _TesterBackend(EthTesterPyEVMBackend):
-    """eth-tester's backend over our chain: web3 reads work, web3 writes are refused."""
-
-    def __init__(self, chain: _SimulationChain, views: _ViewExecutor) -> None:
-        # Deliberately not calling super().__init__: it would build its own chain.
-        self.account_keys = ()
-        self.chain = chain
-        self._views = views
-
-    def _refuse(self, *_args: Any, **_kwargs: Any) -> Any:
-        raise ChainError(
-            "liqsim mines blocks only through the block builder (ChainSession.mine); "
-            "web3 transaction sending, mining, time travel and snapshots are disabled"
-        )
-
-    send_raw_transaction = _refuse
-    send_signed_transaction = _refuse
-    send_transaction = _refuse
-    mine_blocks = _refuse
-    time_travel = _refuse
-    reset_to_genesis = _refuse
-    revert_to_snapshot = _refuse
-    apply_withdrawals = _refuse
-
-    def estimate_gas(self, transaction: Any, block_number: Any = "latest") -> int:
-        raise ChainError("liqsim never estimates gas: pass an explicit gas limit")
-
-    def _header_for(self, block_number: Any) -> Any:
-        if block_number in ("latest", "safe", "finalized", "pending"):
-            return None
-        if block_number == "earliest":
-            block_number = 0
-        return self.chain.get_canonical_block_header_by_number(block_number)
-
-    def call(self, transaction: dict[str, Any], block_number: Any = "latest") -> bytes:
-        computation = self._views.execute(
-            sender=transaction["from"],
-            to=transaction.get("to", b""),
-            data=transaction.get("data", b""),
-            value=transaction.get("value", 0),
-            gas=transaction.get("gas", VIEW_GAS_CAP),
-            header=self._header_for(block_number),
-        )
-        if computation.is_error:
-            raise TransactionFailed(computation.output or str(computation.error))
-        return computation.output
-
-
-def _web3_for(tester_backend: _TesterBackend, chain_id: int) -> Web3:
-    endpoints = {namespace: dict(methods) for namespace, methods in API_ENDPOINTS.items()}
-    endpoints["eth"]["chainId"] = lambda *_args: chain_id
-    tester = EthereumTester(backend=tester_backend, auto_mine_transactions=False)
-    w3 = Web3(EthereumTesterProvider(tester, api_endpoints=endpoints))
-    w3.eth.default_account = ZERO_ADDRESS  # "from" of eth_call when none is given
-    return w3
-
-
-# --------------------------------------------------------------------------------------------
-# The backend
-# --------------------------------------------------------------------------------------------
-
-
-class PyEVMBackend:
-    """py-evm (Cancun rules) behind eth-tester; blocks are mined with one ``mine_all`` call."""
-
-    name = "pyevm"
-
-    def __init__(self, genesis: GenesisConfig) -> None:
-        self.genesis = genesis
-        self._chain = _new_chain(genesis)
-        self._views = _ViewExecutor(self._chain)
-        self.w3 = _web3_for(_TesterBackend(self._chain, self._views), genesis.chain_id)
-        self._decode: Callable[[bytes], SignedTransactionAPI] = (
-            self._chain.get_vm().get_transaction_builder().decode
-        )
-        self._checksums: dict[bytes, str] = {}
-
-    # -- reads ---------------------------------------------------------------------------------
-
-    def head(self) -> BlockHead:
-        header = self._chain.get_canonical_head()
-        return BlockHead(
-            number=header.block_number,
-            timestamp=header.timestamp,
-            base_fee_wei=header.base_fee_per_gas,
-            gas_used=header.gas_used,
-            gas_limit=header.gas_limit,
-            block_hash=header.hash,
-        )
-
-    def balance(self, address: str) -> int:
-        return self._views.state().get_balance(to_canonical_address(address))
-
-    def nonce(self, address: str) -> int:
-        return self._views.state().get_nonce(to_canonical_address(address))
-
-    def call(
-        self, to: str, data: bytes, sender: str | None = None, gas: int | None = None
-    ) -> bytes:
-        """Read-only call on the latest state; raises ``CallReverted`` with the revert data."""
-        computation = self._views.execute(
-            sender=to_canonical_address(sender or ZERO_ADDRESS),
-            to=to_canonical_address(to),
-            data=data,
-            value=0,
-            gas=VIEW_GAS_CAP if gas is None else gas,
-        )
-        if computation.is_error:
-            error = computation.error
-            raise CallReverted(
-                f"call to {to} failed: {type(error).__name__} "
-                f"(revert data 0x{computation.output.hex()})",
-                computation.output,
-            )
-        return computation.output
-
-    # -- mining --------------------------------------------------------------------------------
-
-    def mine_block(self, raw_txs: Sequence[bytes], timestamp: int, base_fee_wei: int) -> MinedBlock:
-        """Apply ``raw_txs`` in order as the next block and persist it.
-
-        Raises ``ChainError`` (and leaves the chain unchanged) when a transaction is invalid at
-        the protocol level (bad nonce, fee cap below the base fee, unaffordable gas, gas limit
-        above what the block has left, wrong chain id) or the timestamp does not advance.
-        """
-        parent = self._chain.get_canonical_head()
-        if timestamp <= parent.timestamp:
-            raise ChainError(
-                f"block timestamp {timestamp} must be later than the parent's {parent.timestamp}"
-            )
-        if base_fee_wei < 0:
-            raise ChainError(f"base_fee_wei must be >= 0, got {base_fee_wei}")
-        txs = [self._decode_raw(i, raw) for i, raw in enumerate(raw_txs)]
-        number = parent.block_number + 1
-        pending_header = self._chain.create_header_from_parent(parent).copy(
-            timestamp=timestamp, base_fee_per_gas=base_fee_wei, mix_hash=prevrandao(number)
-        )
-        self._chain.header = pending_header
-        self._views.invalidate()
-        try:
-            result, receipts, computations = self._chain.mine_all(txs)
-        except ValidationError as exc:
-            self._chain.header = self._chain.create_header_from_parent(parent)
-            raise self._explain_invalid_block(pending_header, txs, raw_txs, exc) from exc
-        except BaseException:
-            self._chain.header = self._chain.create_header_from_parent(parent)
-            raise
-        header = result.imported_block.header
-        mined = tuple(
-            self._mined_tx(
-                index=i,
-                raw=raw,
-                tx=tx,
-                receipts=receipts,
-                computation=computations[i],
-                base_fee_wei=base_fee_wei,
-            )
-            for i, (raw, tx) in enumerate(zip(raw_txs, txs, strict=True))
-        )
-        return MinedBlock(
-            number=header.block_number,
-            timestamp=header.timestamp,
-            base_fee_wei=header.base_fee_per_gas,
-            gas_used=header.gas_used,
-            gas_limit=header.gas_limit,
-            block_hash=header.hash,
-            txs=mined,
-        )
-
-    def _decode_raw(self, index: int, raw: bytes) -> SignedTransactionAPI:
-        if not raw or raw[0] != DYNAMIC_FEE_TX_TYPE:
-            raise ChainError(f"transaction #{index} is not an EIP-1559 (type 2) transaction")
-        try:
-            tx = self._decode(raw)
-        except Exception as exc:
-            raise ChainError(f"transaction #{index} could not be decoded: {exc}") from exc
-        if tx.chain_id != self.genesis.chain_id:
-            raise ChainError(
-                f"transaction #{index} (0x{keccak(raw).hex()}) has chain id {tx.chain_id}, "
-                f"the chain's is {self.genesis.chain_id}"
-            )
-        return tx
-
-    def _explain_invalid_block(
-        self,
-        header: Any,
-        txs: Sequence[SignedTransactionAPI],
-        raw_txs: Sequence[bytes],
-        exc: Exception,
-    ) -> ChainError:
-        """Find the first transaction py-evm refuses (error path only; nothing is persisted)."""
-        vm = self._chain.get_vm(header)
-        running = header
-        for i, tx in enumerate(txs):
-            try:
-                receipt, _ = vm.apply_transaction(running, tx)
-            except ValidationError as tx_exc:
-                return ChainError(
-                    f"block {header.block_number} refused: transaction #{i} "
-                    f"0x{keccak(raw_txs[i]).hex()} from {self._checksum(tx.sender)} "
-                    f"nonce {tx.nonce} is invalid: {tx_exc}"
-                )
-            running = vm.add_receipt_to_header(running, receipt)
-        return ChainError(f"block {header.block_number} refused: {exc}")
-
-    def _checksum(self, address: bytes) -> str:
-        cached = self._checksums.get(address)
-        if cached is None:
-            cached = self._checksums[address] = to_checksum_address(address)
-        return cached
-
-    def _mined_tx(
-        self,
-        *,
-        index: int,
-        raw: bytes,
-        tx: SignedTransactionAPI,
-        receipts: Sequence[ReceiptAPI],
-        computation: ComputationAPI,
-        base_fee_wei: int,
-    ) -> MinedTx:
-        receipt = receipts[index]
-        previous_cumulative = receipts[index - 1].gas_used if index else 0
-        ok = computation.is_success
-        logs = tuple(
-            RawLog(
-                address=self._checksum(log.address),
-                topics=tuple(topic.to_bytes(32, "big") for topic in log.topics),
-                data=log.data,
-            )
-            for log in receipt.logs
-        )
-        created = computation.msg.storage_address if tx.to == b"" else None
-        return MinedTx(
-            tx_hash=keccak(raw),
-            sender=self._checksum(tx.sender),
-            nonce=tx.nonce,
-            index=index,
-            status=1 if ok else 0,
-            gas_used=receipt.gas_used - previous_cumulative,
-            effective_gas_price_wei=min(
-                tx.max_fee_per_gas, tx.max_priority_fee_per_gas + base_fee_wei
-            ),
-            logs=logs,
-            revert_data=b"" if ok else computation.output,
-            contract_address=None if created is None else self._checksum(created),
-            failure="" if ok else type(computation.error).__name__,
-        )
-
-
-BACKEND_NAMES = ("pyevm",)
-
-
-def make_backend(name: str, genesis: GenesisConfig) -> ChainBackend:
-    """Build the chain backend called ``name`` (one of ``BACKEND_NAMES``)."""
-    if name == "pyevm":
-        return PyEVMBackend(genesis)
-    raise ChainError(f"unknown chain backend {name!r}; available: {', '.join(BACKEND_NAMES)}")
+from typing import Any
+
+from sim.chain.interface import (
+    DYNAMIC_FEE_TX_TYPE,
+    VIEW_GAS_CAP,
+    ZERO_ADDRESS,
+    BlockHead,
+    CallReverted,
+    ChainBackend,
+    ChainError,
+    GenesisConfig,
+    MinedBlock,
+    MinedTx,
+    RawLog,
+)
+
+__all__ = [
+    "BACKEND_NAMES",
+    "DYNAMIC_FEE_TX_TYPE",
+    "VIEW_GAS_CAP",
+    "ZERO_ADDRESS",
+    "BlockHead",
+    "CallReverted",
+    "ChainBackend",
+    "ChainError",
+    "GenesisConfig",
+    "MinedBlock",
+    "MinedTx",
+    "RawLog",
+    "check_backend",
+    "make_backend",
+]
+
+BACKEND_NAMES = ("pyevm", "anvil")
+
+
+def check_backend(name: str) -> None:
+    """Raise ``ChainError`` (saying how to fix it) if backend ``name`` cannot start here."""
+    if name not in BACKEND_NAMES:
+        raise ChainError(f"unknown chain backend {name!r}; available: {', '.join(BACKEND_NAMES)}")
+    if name == "anvil":
+        from sim.chain.anvil.binary import anvil_binary
+
+        anvil_binary()
+
+
+def make_backend(name: str, genesis: GenesisConfig, *, fork_url: str = "") -> ChainBackend:
+    """Build the chain backend called ``name`` (one of ``BACKEND_NAMES``).
+
+    ``fork_url`` (anvil only) is the JSON-RPC endpoint of a chain to fork."""
+    if name not in BACKEND_NAMES:
+        raise ChainError(f"unknown chain backend {name!r}; available: {', '.join(BACKEND_NAMES)}")
+    if fork_url and name != "anvil":
+        raise ChainError(f"fork_url needs the anvil backend; chain backend is {name!r}")
+    if name == "anvil":
+        from sim.chain.anvil import AnvilBackend
+
+        return AnvilBackend(genesis, fork_url=fork_url)
+    from sim.chain.pyevm import PyEVMBackend
+
+    return PyEVMBackend(genesis)
+
+
+def __getattr__(name: str) -> Any:
+    """``PyEVMBackend`` and ``prevrandao`` still import from here (loaded on first use)."""
+    if name in ("PyEVMBackend", "prevrandao"):
+        from sim.chain import pyevm
+
+        return getattr(pyevm, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

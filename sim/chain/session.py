@@ -142,6 +142,7 @@ class ChainSession:
         account_balance_wei: int = 10**24,
         block_time_s: int = 12,
         backend: str = "pyevm",
+        fork_url: str = "",
     ) -> None:
         if block_time_s <= 0:
             raise ValueError(f"block_time_s must be positive, got {block_time_s}")
@@ -152,11 +153,21 @@ class ChainSession:
             genesis or GenesisConfig(), self.accounts, account_balance_wei
         )
         self.block_time_s = block_time_s
-        self.backend: ChainBackend = make_backend(backend, self.genesis)
+        self.backend: ChainBackend = make_backend(backend, self.genesis, fork_url=fork_url)
         self.w3: Web3 = self.backend.w3
         self._keys = {a.address: PrivateKey(a.private_key) for a in self.accounts}
         self._next_nonce: dict[str, int] = {}
         self._confirmed_nonce: dict[str, int] = {}
+
+    def close(self) -> None:
+        """Release the backend (stops an anvil process); the session is unusable after."""
+        self.backend.close()
+
+    def __enter__(self) -> ChainSession:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     # -- accounts and nonces -------------------------------------------------------------------
 

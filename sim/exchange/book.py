@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from sim.chain.events import Event
 from sim.exchange.fill_math import apply_fill
+from sim.exchange.mark import MarkBasis
 from sim.units import PPM
 
 VALUE_SCALE = 10**20
@@ -44,6 +45,8 @@ class MarketRisk:
     maintenance_margin_ppm: int
     liquidation_penalty_ppm: int
     liquidator_share_ppm: int
+    margin_price: int = 0  # IMarginExchange.PriceSource: 0 index, 1 mark, 2 venue
+    mark_half_life_s: int = 0  # the mark price's basis EMA half-life
 
 
 @dataclass
@@ -149,10 +152,17 @@ def contagion_markets(
 class AccountBook:
     """All accounts, positions and collateral, mirrored from exchange events."""
 
-    def __init__(self, risk: Sequence[MarketRisk], exchange: str = ""):
+    def __init__(
+        self,
+        risk: Sequence[MarketRisk],
+        exchange: str = "",
+        mark_basis: Sequence[MarkBasis] | None = None,
+    ):
         self.risk = tuple(risk)
         self.exchange = exchange  # the exchange's address: owner of the backstop vault
         self.accounts: dict[tuple[str, int], AccountState] = {}
+        # each market's basis EMA (margin price "mark"), as last stored on chain
+        self.mark_basis = list(mark_basis) if mark_basis else [MarkBasis() for _ in self.risk]
 
     def get(self, owner: str, subaccount: int) -> AccountState | None:
         return self.accounts.get((owner, subaccount))
@@ -242,6 +252,10 @@ class AccountBook:
         acct.collateral_units += a["realizedPnl"]
         _set_position(acct, a["market"], a["newSize"], a["newOpenNotional"])
 
+    def _on_MarkBasisUpdated(self, a: dict) -> None:
+        """A market's basis EMA took a sample (not an account change: the mark price moves)."""
+        self.mark_basis[a["market"]] = MarkBasis(a["numerator"], a["denominator"], a["timestamp"])
+
     def _on_Liquidated(self, a: dict) -> None:
         acct = self._acct(a)
         acct.collateral_units += a["insuranceCover"] + a["badDebt"] - a["penaltyPaid"]
@@ -255,6 +269,13 @@ class AccountBook:
         size, basis, realized = apply_fill(pos.size_base, pos.open_notional_units, delta, quote)
         acct.collateral_units += realized
         _set_position(acct, market, size, basis)
+
+    def _on_PositionTakenOver(self, a: dict) -> None:
+        """A position (or its slice) moves to a liquidator's subaccount at the margin price."""
+        market = a["market"]
+        self._fill(self._acct(a), market, -a["size"], -a["quote"])
+        liquidator = self.accounts[(a["liquidator"], a["liquidatorSubaccount"])]
+        self._fill(liquidator, market, a["size"], a["quote"])
 
     def _on_BackstopTakeover(self, a: dict) -> None:
         """A position moves to the backstop vault at the margin price (no venue trade)."""

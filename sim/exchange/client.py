@@ -18,20 +18,26 @@ from typing import Any
 from eth_abi import encode as abi_encode
 from web3.contract import Contract
 
+from sim.chain.abi_codec import FunctionCodec
 from sim.chain.artifacts import all_abi_entries, load_artifact
 from sim.chain.backend import MinedTx
 from sim.chain.records import ErrorDecoder
 from sim.chain.session import ChainSession
 from sim.units import PPM, PRICE_SCALE, USD
 
-MARGIN_PRICE_SOURCES = {"index": 0, "mark": 1}
+# IMarginExchange.PriceSource: the oracle; the robust mark (median of the index, the venue and the
+# index plus the EMA of the basis); the venue's raw price
+MARGIN_PRICE_SOURCES = {"index": 0, "mark": 1, "venue": 2}
+#: Half-life of the mark price's basis EMA: Hyperliquid's mark price weights its EMA samples by
+#: exp(-t / 150 s) (docs, "Robust price indices"), a half-life of 150 s x ln 2 = 104 s.
+MARK_HALF_LIFE_S = 104
 
 
 @dataclass(frozen=True)
 class GasLimits:
     """Explicit gas limits per call kind (never estimated). Generous upper bounds."""
 
-    deploy: int = 5_000_000
+    deploy: int = 8_000_000  # the exchange: 200 gas per byte of its ~24 KB code plus set-up
     admin: int = 400_000
     mint: int = 100_000
     approve: int = 80_000
@@ -45,6 +51,8 @@ class GasLimits:
     liquidate_per_market: int = 150_000
     backstop_base: int = 300_000
     backstop_per_market: int = 200_000
+    takeover_base: int = 350_000
+    takeover_per_market: int = 200_000
     # auto-deleveraging reads every holder of the account's markets: the base covers
     # deleverage_holders_in_base of them even if each is a counterparty filled (about 14,000 gas
     # per holder read, 21,000 per opposite position in profit, 30,000 per fill, plus refunds
@@ -61,6 +69,11 @@ class GasLimits:
     def backstop(self, n_markets: int) -> int:
         """Gas limit for a backstop takeover of an account holding ``n_markets`` positions."""
         return self.backstop_base + self.backstop_per_market * max(1, n_markets)
+
+    def takeover(self, n_markets: int) -> int:
+        """Gas limit for taking over an account holding ``n_markets`` positions (the liquidator's
+        own positions are valued too: the per-market part covers both)."""
+        return self.takeover_base + self.takeover_per_market * max(1, n_markets)
 
     def deleverage(self, n_markets: int, n_holders: int = 0) -> int:
         """Gas limit for auto-deleveraging an account holding ``n_markets`` positions, whose
@@ -92,6 +105,8 @@ class MarketSpec:
     # full_close_notional_units loses ceil(|size| * factor) per liquidation (0 = full close)
     partial_close_factor_ppm: int = 0
     full_close_notional_units: int = 0
+    # margin_price "mark": half-life of the EMA of the venue / index basis (s)
+    mark_half_life_s: int = MARK_HALF_LIFE_S
 
     def __post_init__(self) -> None:
         where = f"market {self.name!r}"
@@ -105,7 +120,11 @@ class MarketSpec:
         ):
             raise ValueError(f"{where}: penalty and liquidator share must be in [0, 1e6] ppm")
         if self.margin_price not in MARGIN_PRICE_SOURCES:
-            raise ValueError(f"{where}: margin_price must be 'index' or 'mark'")
+            raise ValueError(f"{where}: margin_price must be 'index', 'mark' or 'venue'")
+        if not 0 <= self.mark_half_life_s < 2**32 or (
+            self.margin_price == "mark" and self.mark_half_life_s == 0
+        ):
+            raise ValueError(f"{where}: mark_half_life_s must be in [1, 2**32) for the mark price")
         if self.venue_depth_units <= 0:
             raise ValueError(f"{where}: venue_depth_units must be > 0")
         if not 0 <= self.partial_close_factor_ppm <= PPM:
@@ -131,6 +150,7 @@ class MarketSpec:
             self.funding_cap_ppm,
             self.partial_close_factor_ppm,
             self.full_close_notional_units,
+            self.mark_half_life_s,
         )
 
 
@@ -219,8 +239,12 @@ class System:
         return [m.name for m in self.config.markets]
 
     def call_data(self, contract: Contract, fn: str, *args: Any) -> bytes:
-        """ABI-encode ``fn(*args)`` on ``contract``."""
-        return bytes.fromhex(contract.encode_abi(fn, args=list(args))[2:])
+        """ABI-encode ``fn(*args)`` on ``contract`` (eth_abi directly; web3 normalizes what
+        eth_abi refuses as is)."""
+        try:
+            return _codec(contract, fn).encode(args)
+        except Exception:
+            return bytes.fromhex(contract.encode_abi(fn, args=list(args))[2:])
 
     def call(
         self, sender: str, contract: Contract, fn: str, *args: Any, gas: int, label: str = ""
@@ -358,6 +382,26 @@ class System:
             gas=self.config.gas.liquidate(n_markets),
         )
 
+    def takeover_call(
+        self,
+        liquidator: str,
+        owner: str,
+        subaccount: int,
+        liquidator_subaccount: int = 0,
+        n_markets: int = 1,
+    ) -> Call:
+        """Take ``(owner, subaccount)``'s positions over into the liquidator's CROSS subaccount at
+        the margin price (``takeover``)."""
+        return self.call(
+            liquidator,
+            self.exchange,
+            "takeover",
+            owner,
+            subaccount,
+            liquidator_subaccount,
+            gas=self.config.gas.takeover(n_markets),
+        )
+
     def backstop_call(self, caller: str, owner: str, subaccount: int, n_markets: int = 1) -> Call:
         """Hand ``(owner, subaccount)`` to the backstop vault (``backstopLiquidate``)."""
         return self.call(
@@ -401,7 +445,9 @@ class System:
     def healths(self, owners: Sequence[str], subaccounts: Sequence[int]) -> list[tuple]:
         """``healthOf``: one batch read of many accounts' health tuples (equity, initial and
         maintenance requirements, notional, liquidatable)."""
-        return self.exchange.functions.healthOf(list(owners), list(subaccounts)).call()
+        codec = _codec(self.exchange, "healthOf")
+        data = codec.encode((list(owners), list(subaccounts)))
+        return list(codec.decode(self.session.call(self.exchange.address, data))[0])
 
     def health(self, owner: str, subaccount: int) -> dict[str, Any]:
         """``accountHealth`` as a dict (equity, requirements, notional, liquidatable)."""
@@ -441,6 +487,19 @@ def _deploy(session: ChainSession, sender: str, name: str, *args: Any, gas: int)
     ctor = next((e for e in art.abi if e["type"] == "constructor"), {"inputs": []})
     data = art.bytecode + abi_encode([p["type"] for p in ctor["inputs"]], list(args))
     return _contract(session, name, session.deploy(sender, data, gas))
+
+
+# (id of a contract's ABI list, function) -> (that list, kept alive so its id stays its own; codec)
+_CODECS: dict[tuple[int, str], tuple[Any, FunctionCodec]] = {}
+
+
+def _codec(contract: Contract, fn: str) -> FunctionCodec:
+    """The eth_abi codec of ``contract.fn`` (built once per ABI and function)."""
+    key = (id(contract.abi), fn)
+    cached = _CODECS.get(key)
+    if cached is None:
+        cached = _CODECS[key] = (contract.abi, FunctionCodec.of(contract.abi, fn))
+    return cached[1]
 
 
 def deploy_system(

@@ -24,6 +24,7 @@ def system_config(s: Scenario, initial_prices_e8: Sequence[int]) -> SystemConfig
             venue_depth_units=usd_to_units(m.venue_depth_usd),
             max_oracle_age_s=ex.max_oracle_age_s,
             margin_price=ex.margin_price,
+            mark_half_life_s=ex.mark_basis_half_life_s,
             funding_period_s=ex.funding_period_s if ex.funding_enabled else 0,
             funding_cap_ppm=fraction_to_ppm(ex.funding_cap) if ex.funding_enabled else 0,
             partial_close_factor_ppm=fraction_to_ppm(m.partial_close_factor),

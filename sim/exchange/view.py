@@ -13,6 +13,9 @@ from math import isqrt
 
 from sim.chain.events import Event
 from sim.exchange.book import AccountBook, MarketRisk
+from sim.exchange.mark import MarkBasis, mark_price_e8
+
+INDEX, MARK, VENUE = 0, 1, 2  # IMarginExchange.PriceSource
 
 
 @dataclass
@@ -59,19 +62,18 @@ class ChainView:
         risk: Sequence[MarketRisk],
         oracles: Sequence[OracleState],
         venue_states: Sequence[VenueState],
-        use_mark_price: bool = False,
         insurance_units: int = 0,
+        mark_basis: Sequence[MarkBasis] | None = None,
     ):
         self._feed_index = {a: i for i, a in enumerate(feeds)}
         self._venue_index = {a: i for i, a in enumerate(venues)}
         self.exchange = exchange
-        self.book = AccountBook(risk, exchange)
+        self.book = AccountBook(risk, exchange, mark_basis)
         self.oracles = list(oracles)
         self.venues = list(venue_states)
         self.block_number = 0
         self.timestamp_s = 0
         self.next_base_fee_wei = 0
-        self.use_mark_price = use_mark_price  # the exchange's margin price: venue mark, not oracle
         self.insurance_units = insurance_units  # the exchange's insurance fund
         self.bad_debt_units = 0  # bad debt recorded since the view started
 
@@ -83,10 +85,18 @@ class ChainView:
         return [o.price_e8 for o in self.oracles]
 
     def margin_prices_e8(self) -> list[int]:
-        """The prices the exchange checks margin at (oracle index, or venue mark)."""
-        if self.use_mark_price:
-            return [v.mark_e8 for v in self.venues]
-        return self.oracle_prices_e8()
+        """The prices the exchange checks margin at as of the last block (``marginPriceE8``): per
+        market the oracle (index), the robust mark price (:mod:`sim.exchange.mark`) or the
+        venue's raw price."""
+        out = []
+        for m, risk in enumerate(self.book.risk):
+            index, venue = self.oracles[m].price_e8, self.venues[m].mark_e8
+            if risk.margin_price == MARK:
+                ema, h = self.book.mark_basis[m], risk.mark_half_life_s
+                out.append(mark_price_e8(ema, index, venue, self.timestamp_s, h))
+            else:
+                out.append(venue if risk.margin_price == VENUE else index)
+        return out
 
     def _track_funds(self, ev: Event) -> None:
         """The insurance fund and recorded bad debt, from the exchange's events."""

@@ -36,6 +36,30 @@ def _argv() -> str:
     return "liqsim " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
+CHAIN_BACKENDS = ("pyevm", "anvil")  # sim.chain.backend.BACKEND_NAMES (not imported: fast start)
+
+
+class _ChainBackendAction(argparse.Action):
+    """``--backend anvil`` is ``--set chain.backend=anvil``, in command-line order."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        overrides = list(getattr(namespace, "set", None) or [])
+        namespace.set = [*overrides, f"chain.backend={values}"]
+
+
+def add_chain_backend_option(p: argparse.ArgumentParser, flag: str) -> None:
+    """The EVM option (``flag``: ``--backend`` on ``liqsim run``, ``--chain-backend`` on the
+    experiments, whose ``--backend`` picks local processes or Ray)."""
+    p.add_argument(
+        flag,
+        choices=CHAIN_BACKENDS,
+        action=_ChainBackendAction,
+        dest="chain_backend",
+        help="EVM backend: pyevm (embedded, the default) or anvil (a local anvil process, "
+        "faster; same results); same as --set chain.backend=NAME",
+    )
+
+
 def _common(p: argparse.ArgumentParser, backend: bool = True) -> None:
     p.add_argument(
         "scenario", nargs="?", default=None, help="scenario TOML (default: scenarios/default.toml)"
@@ -64,6 +88,7 @@ def _common(p: argparse.ArgumentParser, backend: bool = True) -> None:
         help="override a scenario parameter for every run (repeatable)",
     )
     p.add_argument("--blocks", type=int, default=None, help="override run.blocks")
+    add_chain_backend_option(p, "--chain-backend")
     p.add_argument(
         "--runs-dir",
         default=None,

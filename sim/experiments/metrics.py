@@ -73,6 +73,24 @@ METRICS: dict[str, Metric] = {
         Metric("trader_losses_usd", "trader losses", "USD"),
         Metric("contagion_positions", "contagion positions", "count", "{:,.2f}"),
         Metric("contagion_notional_usd", "contagion notional", "USD"),
+        Metric("spillover_notional_usd", "notional closed in markets not the cause", "USD"),
+        Metric(
+            "liquidations_after_spillover",
+            "liquidations after spillover impact",
+            "count",
+            "{:,.2f}",
+        ),
+        Metric(
+            "feedback_share_trough",
+            "share of the fall at the trough from feedback",
+            "fraction",
+            "{:.3f}",
+        ),
+        Metric(
+            "feedback_share_end", "share of the fall at the end from feedback", "fraction", "{:.3f}"
+        ),
+        Metric("peak_impact", "peak external impact", "fraction", "{:.3f}"),
+        Metric("feedback_liquidations", "liquidations caused by feedback", "count", "{:,.2f}"),
         Metric("capital_needed_usd", "capital needed for the same exposure", "USD"),
         Metric("capital_needed_cross_usd", "capital needed if CROSS", "USD"),
         Metric("capital_needed_isolated_usd", "capital needed if ISOLATED", "USD"),
@@ -107,7 +125,7 @@ def capital_needed(
     (see the module docstring)."""
     if traders is None or traders.empty or blocks.empty:
         return 0.0, 0.0
-    column = "venue" if scenario.exchange.margin_price == "mark" else "oracle"
+    column = "venue" if scenario.exchange.margin_price in ("mark", "venue") else "oracle"
     names = scenario.market_names
     prices = np.column_stack([blocks[f"{n}_{column}_usd"].to_numpy(dtype=float) for n in names])
     last = len(blocks) - 1
@@ -144,6 +162,20 @@ def _loss_metrics(summary: dict[str, Any]) -> dict[str, float]:
         "negative_equity_peak_usd": _num(neg.get("peak")),
         "shortfall_usd": _num(short.get("end")),
         "shortfall_peak_usd": _num(short.get("peak")),
+    }
+
+
+def _feedback_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """The feedback and spillover figures (NaN for runs written before they existed)."""
+    fb = summary.get("feedback") or {}
+    c = summary.get("contagion") or {}
+    return {
+        "spillover_notional_usd": _num(c.get("spillover_notional_usd")),
+        "liquidations_after_spillover": _num(c.get("liquidations_after_spillover")),
+        "feedback_share_trough": _num(fb.get("feedback_share_at_trough")),
+        "feedback_share_end": _num(fb.get("feedback_share_at_end")),
+        "peak_impact": _num(fb.get("peak_impact")),
+        "feedback_liquidations": _num(fb.get("liquidations_caused")),
     }
 
 
@@ -189,6 +221,7 @@ def run_metrics(folder: str | Path) -> dict[str, float]:
         "trader_losses_usd": _num(summary["traders"]["losses_usd"]),
         "contagion_positions": float(summary["contagion"]["positions"]),
         "contagion_notional_usd": _num(summary["contagion"]["notional_usd"]),
+        **_feedback_metrics(summary),
         "capital_needed_usd": cap_mode,
         "capital_needed_cross_usd": cap_cross,
         "capital_needed_isolated_usd": cap_iso,

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 GETH_BLOCKS = 20  # geth --gpo.blocks default
+MAX_BLOCKS = 200  # the longest window a wallet may read (traders.fee_history_blocks)
 GETH_PERCENTILE = 60  # geth --gpo.percentile default
 SAMPLES_PER_BLOCK = 3  # geth samples the 3 cheapest transactions of each block
 
@@ -39,9 +40,10 @@ def lowest_tips(tips_and_gas: Sequence[tuple[int, int]], samples: int = SAMPLES_
 
 
 class FeeHistory:
-    """The last ``blocks`` blocks' cheapest tips; ``suggest_tip_wei`` is the wallet's estimate."""
+    """The last ``blocks`` blocks' cheapest tips; ``suggest_tip_wei`` is a wallet's estimate
+    over a window of them."""
 
-    def __init__(self, blocks: int = GETH_BLOCKS, floor_tip_wei: int = 0):
+    def __init__(self, blocks: int = MAX_BLOCKS, floor_tip_wei: int = 0):
         if blocks < 1:
             raise ValueError(f"fee history needs at least one block, got {blocks}")
         self.floor_tip_wei = floor_tip_wei
@@ -55,10 +57,11 @@ class FeeHistory:
         return self._blocks[-1] if self._blocks else None
 
     def suggest_tip_wei(
-        self, percentile: float = GETH_PERCENTILE, blocks: int | None = None
+        self, percentile: float = GETH_PERCENTILE, blocks: int | None = GETH_BLOCKS
     ) -> int:
         """The ``percentile`` (0-100) of the sampled cheapest tips of the last ``blocks``
-        blocks (all it keeps by default), at least the floor; the floor without history."""
+        blocks (geth's 20 by default; None: all it keeps), at least the floor; the floor
+        without history."""
         if not 0 <= percentile <= 100:
             raise ValueError(f"percentile must be in [0, 100], got {percentile}")
         recent = list(self._blocks)[-blocks:] if blocks else list(self._blocks)

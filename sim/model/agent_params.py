@@ -27,6 +27,7 @@ def trader_params(s: Scenario) -> TraderParams:
         tip_percentile=t.tip_percentile,
         rescue_tip_percentile=t.rescue_tip_percentile,
         speed_up_after_blocks=t.speed_up_after_blocks,
+        fee_history_blocks=t.fee_history_blocks,
     )
 
 
@@ -38,6 +39,11 @@ def liquidator_params(s: Scenario, latency_blocks: int) -> LiquidatorParams:
         opening_bid_wei=gwei_to_wei(q.priority_fee_gwei),
         bid_increment=q.bid_increment,
         bid_cap_wei=gwei_to_wei(q.bid_cap_gwei),
+        mode=q.mode,
+        capital_units=usd_to_units(q.capital_usd) if q.mode == "takeover" else 0,
+        unwind_max_trade_units=usd_to_units(q.unwind_max_trade_usd),
+        tip_from_fee_history=q.tip_from_fee_history,
+        tip_percentile=q.tip_percentile,
     )
 
 
@@ -68,6 +74,8 @@ def arbitrageur_params(s: Scenario, offset: int) -> ArbitrageurParams:
         latency_blocks=a.latency_blocks,
         priority_fee_wei=gwei_to_wei(a.priority_fee_gwei),
         offset=offset,
+        tip_from_fee_history=a.tip_from_fee_history,
+        tip_percentile=a.tip_percentile,
     )
 
 

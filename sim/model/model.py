@@ -20,6 +20,7 @@ import numpy as np
 
 from agents.arbitrageur import Arbitrageur
 from agents.base import ChainAgent
+from agents.intents import ExternalTrade
 from agents.keeper import Keeper
 from agents.liquidator import Liquidator
 from agents.oracle_reporter import OracleReporter
@@ -29,8 +30,15 @@ from sim.chain.backend import GenesisConfig
 from sim.chain.events import Event, EventDecoder
 from sim.chain.session import ChainSession
 from sim.exchange.book import AccountState, MarketRisk
-from sim.exchange.client import Call, System, deploy_system, error_decoder
+from sim.exchange.client import (
+    MARGIN_PRICE_SOURCES,
+    Call,
+    System,
+    deploy_system,
+    error_decoder,
+)
 from sim.exchange.from_scenario import system_config
+from sim.exchange.mark import MarkBasis
 from sim.exchange.view import ChainView, OracleState, VenueState
 from sim.market.builder import BlockBuilder, BlockResult
 from sim.market.fee_history import BlockTips, FeeHistory, lowest_tips
@@ -45,7 +53,9 @@ from sim.model.agent_params import (
 from sim.model.block_space import activity_of, background_demand
 from sim.model.observation import AgentView, FeeEstimates, MempoolWindow
 from sim.model.venue_flow import VenueFlow
+from sim.output.contagion import spillover_closes
 from sim.output.recorder import Recorder
+from sim.scenario.impact import drawn_open_interest_usd
 from sim.scenario.population import draw_traders
 from sim.scenario.pricepath import ExternalMarket
 from sim.scenario.schema import Scenario
@@ -100,8 +110,12 @@ class LiqSimModel(mesa.Model):
         # independent streams: the price path and the trader draws do not depend on the margin
         # mode or on agent behaviour (common random numbers across paired runs)
         path_seq, trader_seq, agent_seq = np.random.SeedSequence(seed).spawn(3)
-        self.external = ExternalMarket.from_scenario(scenario, np.random.default_rng(path_seq))
         profiles = draw_traders(scenario, np.random.default_rng(trader_seq))
+        self.external = ExternalMarket.from_scenario(
+            scenario,
+            np.random.default_rng(path_seq),
+            drawn_open_interest_usd(profiles, len(scenario.markets)),
+        )
         agent_rng = np.random.default_rng(agent_seq)
 
         self.roles = _roles(scenario)
@@ -163,7 +177,12 @@ class LiqSimModel(mesa.Model):
             block_gas_limit=gas_limit, base_fee_wei=base_fee, balances=tuple(balances)
         )
         return ChainSession(
-            genesis, seed=self.seed, n_accounts=r.count, block_time_s=s.run.block_time_s
+            genesis,
+            seed=self.seed,
+            n_accounts=r.count,
+            block_time_s=s.run.block_time_s,
+            backend=s.chain.backend,
+            fork_url=s.chain.fork_url,
         )
 
     def _address(self, index: int) -> str:
@@ -171,7 +190,8 @@ class LiqSimModel(mesa.Model):
 
     def _fund_accounts(self, profiles) -> None:
         """Mint each trader its collateral and top-up wallet and approve the exchange; open and
-        fund each arbitrageur's CROSS subaccount. Set-up blocks come before block 0."""
+        fund each arbitrageur's CROSS subaccount and, with ``liquidators.mode = "takeover"``,
+        each liquidator's (its capital). Set-up blocks come before block 0."""
         system = self.system
         calls: list[Call] = []
         for i, p in zip(self.roles.traders, profiles, strict=True):
@@ -182,6 +202,12 @@ class LiqSimModel(mesa.Model):
             calls += system.open_account_calls(
                 self._address(i), Arbitrageur.subaccount, "cross", 0, arb_units
             )
+        lq = self.scenario.liquidators
+        if lq.mode == "takeover":
+            capital_units = usd_to_units(lq.capital_usd)
+            for i in self.roles.liquidators:
+                calls += system.fund_trader_calls(self._address(i), capital_units)
+                calls += system.open_account_calls(self._address(i), 0, "cross", 0, capital_units)
         mined = system.send_batch(calls)
         self._setup_events = [ev for m in mined for ev in self.decoder.decode_all(m.logs)]
 
@@ -193,8 +219,14 @@ class LiqSimModel(mesa.Model):
                 m.maintenance_margin_ppm,
                 m.liquidation_penalty_ppm,
                 m.liquidator_share_ppm,
+                MARGIN_PRICE_SOURCES[m.margin_price],
+                m.mark_half_life_s,
             )
             for m in system.config.markets
+        ]
+        mark_basis = [
+            MarkBasis(*system.exchange.functions.markBasis(i).call())
+            for i in range(len(system.config.markets))
         ]
         oracles = []
         for feed in system.feeds:
@@ -211,8 +243,8 @@ class LiqSimModel(mesa.Model):
             risk,
             oracles,
             venues,
-            use_mark_price=self.scenario.exchange.margin_price == "mark",
             insurance_units=system.exchange.functions.insuranceFund().call(),
+            mark_basis=mark_basis,
         )
         view.apply(self._setup_events)
         head = self.session.head()
@@ -323,15 +355,24 @@ class LiqSimModel(mesa.Model):
             events = self.decoder.decode_all(
                 mined.logs, block=rec.block_number, tx_index=rec.index_in_block
             )
+            spill = spillover_closes(self.view.book, events, self.view.margin_prices_e8)
             self.recorder.before_tx(rec, events)
             self.view.apply(events)
-            self.venue_flow.track(events)
+            self.venue_flow.track(events, spill)
             block_events += events
             agent = self.by_address.get(rec.sender)
             if agent is not None:
                 self.wallets[rec.sender].included(rec)
                 for hedge in agent.on_included(rec, events):
-                    self.venue_flow.hedge(hedge, self.external, self.block)
+                    if isinstance(hedge, ExternalTrade):  # a liquidator's external sale or buy-back
+                        self.external.apply_trade(
+                            hedge.market,
+                            hedge.notional_usd_signed,
+                            self.block,
+                            forced_usd=hedge.forced_usd,
+                        )
+                    else:
+                        self.venue_flow.hedge(hedge, self.external, self.block)
         for dropped in result.dropped:
             agent = self.by_address.get(dropped.sender)
             if agent is not None:

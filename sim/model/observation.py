@@ -47,12 +47,12 @@ class FeeEstimates:
     next_base_fee_wei: int
     gas_free: bool  # run.gas_enabled = false: no fees are charged
     _gas_token_price_usd: Callable[[], float]
-    _suggest_tip_wei: Callable[[float, int | None], int] = lambda _percentile, _blocks: 0
+    _suggest_tip_wei: Callable[[float, int], int] = lambda _percentile, _blocks: 0
 
     def gas_token_price_usd(self) -> float:
         return self._gas_token_price_usd()
 
-    def suggested_tip_wei(self, percentile: float = 60, blocks: int | None = None) -> int:
+    def suggested_tip_wei(self, percentile: float = 60, blocks: int = 20) -> int:
         """The priority fee a wallet suggests from the last ``blocks`` blocks (default 20, as
         geth's gas price oracle: the ``percentile`` of the cheapest tips that got in; see
         :mod:`sim.market.fee_history`). Pre-London (``chain.fee_market = "first_price"``) it

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 from mesa import DataCollector
 
@@ -19,6 +20,7 @@ from sim.exchange.book import (
     position_notional,
 )
 from sim.market.builder import SKIP_FEE_CAP, SKIP_NO_SPACE
+from sim.output.contagion import CLOSE_EVENTS, spillover_closes
 from sim.units import BASE, GWEI, USD
 
 if TYPE_CHECKING:
@@ -53,6 +55,7 @@ class Recorder:
         cols = ["block", "chain_block", "timestamp_s"]
         for n in self.market_names:
             cols += [f"{n}_external_usd", f"{n}_oracle_usd", f"{n}_venue_usd", f"{n}_oracle_age_s"]
+            cols += [f"{n}_impact", f"{n}_spillover_impact"]
         cols += [
             "base_fee_gwei",
             "gas_used",
@@ -115,11 +118,12 @@ class Recorder:
     def before_tx(self, rec: TxRecord, events: list[Event]) -> None:
         """Record one mined transaction; called before its events reach the view."""
         self.transactions.append(asdict(rec))
-        closes = [e for e in events if e.name in ("PositionLiquidated", "BackstopTakeover")]
+        closes = [e for e in events if e.name in CLOSE_EVENTS]
         fills = [e for e in events if e.name == "Deleveraged"]
+        taken = any(e.name == "PositionTakenOver" for e in events)
         for ev in events:
-            if ev.name == "Liquidated":
-                self._record_liquidation(rec, ev, closes, "liquidation")
+            if ev.name == "Liquidated":  # closed on the venue, or taken over by the liquidator
+                self._record_liquidation(rec, ev, closes, "takeover" if taken else "liquidation")
                 self._block_liquidations += 1
             elif ev.name == "BackstopLiquidated":
                 self._record_liquidation(rec, ev, closes, "backstop")
@@ -164,20 +168,23 @@ class Recorder:
         health = view.book.health(acct, prices) if acct is not None else None
         first = acct.first_liquidatable_block if acct is not None else None
         block = self.model.block
-        mine = [
-            e.args
+        mine_events = [
+            e
             for e in closes
             if e.args["owner"] == a["owner"] and e.args["subaccount"] == a["subaccount"]
         ]
+        mine = [e.args for e in mine_events]
         markets = sorted({c["market"] for c in mine})
         notional = _closed_notional(kind, a, mine)
+        spill = spillover_closes(view.book, mine_events, lambda: prices)
+        caused = self._caused_by(acct, prices)
         self.liquidations.append(
             {
                 "block": block,
                 "chain_block": rec.block_number,
                 "tx_hash": rec.tx_hash,
                 "tx_index": rec.index_in_block,
-                "liquidator": a["liquidator"] if kind == "liquidation" else a["caller"],
+                "liquidator": a["liquidator"] if "liquidator" in a else a["caller"],
                 "owner": a["owner"],
                 "subaccount": a["subaccount"],
                 "mode": ("cross" if acct.mode == CROSS else "isolated") if acct is not None else "",
@@ -199,9 +206,38 @@ class Recorder:
                 "kind": kind,
                 "partial": bool(a.get("isPartial", False)),
                 "rescue": self.rescue_status(a["owner"]),
+                "spillover_markets": ",".join(
+                    self.market_names[m] for m in sorted({c.market for c in spill})
+                ),
+                "spillover_notional_usd": sum(c.notional_units for c in spill) / USD,
+                **caused,
             }
         )
         self._block_notional += notional / USD
+
+    def _caused_by(self, acct: AccountState | None, prices: list[int]) -> dict[str, bool]:
+        """Whether the account, liquidatable at the margin prices, would not have been with the
+        external impact taken out of them (``feedback_caused``: at exogenous prices alone; and
+        ``feedback_only``: nor at any later block's exogenous prices, as it stands), or with
+        only the spillover part of it taken out (``after_spillover``)."""
+        none = {"feedback_caused": False, "feedback_only": False, "after_spillover": False}
+        if acct is None or not acct.positions:
+            return none
+        ext, b, book = self.model.external, self.model.block, self.model.view.book
+        if not book.health(acct, prices).liquidatable:
+            return none
+        impact = [ext.impact(m, b) for m in range(len(prices))]
+        rest = [ext.impact_without_spillover(m, b) for m in range(len(prices))]
+        exogenous = [round(p / (1 + i)) for p, i in zip(prices, impact, strict=True)]
+        unspilled = [
+            round(p * (1 + r) / (1 + i)) for p, i, r in zip(prices, impact, rest, strict=True)
+        ]
+        caused = not book.health(acct, exogenous).liquidatable
+        return {
+            "feedback_caused": caused,
+            "feedback_only": caused and not _liquidatable_later(acct, book, ext.exogenous[b:]),
+            "after_spillover": not book.health(acct, unspilled).liquidatable,
+        }
 
     def after_block(self, result: BlockResult, events: list[Event]) -> None:
         """Record the block's row (through the Mesa DataCollector) and its dropped txs."""
@@ -228,6 +264,11 @@ class Recorder:
             row[f"{n}_oracle_usd"] = view.oracles[i].price_e8 / 1e8
             row[f"{n}_venue_usd"] = view.venues[i].mark_e8 / 1e8
             row[f"{n}_oracle_age_s"] = result.block.timestamp - view.oracles[i].updated_at_s
+            impact = model.external.impact(i, model.block)
+            row[f"{n}_impact"] = impact
+            row[f"{n}_spillover_impact"] = (1 + impact) / (
+                1 + model.external.impact_without_spillover(i, model.block)
+            ) - 1
         row.update(
             base_fee_gwei=result.base_fee_wei / GWEI,
             gas_used=result.gas_used,
@@ -271,6 +312,7 @@ class Recorder:
             "adl": _frame(self.adl_fills, ADL_COLUMNS),
             "accounts": self._accounts(),
             "traders": trader_table(self.model),
+            "liquidators": liquidator_table(self.model),
             "exogenous": exogenous_table(self.model),
         }
 
@@ -300,6 +342,18 @@ class Recorder:
         return _frame(rows, ACCOUNT_COLUMNS)
 
 
+def _liquidatable_later(acct: AccountState, book: AccountBook, exogenous: np.ndarray) -> bool:
+    """Whether the account, its positions and collateral as they are, becomes liquidatable at
+    the exogenous prices of any block from now to the end of the run (analysis, in floats)."""
+    markets = sorted(acct.positions)
+    size = np.array([acct.positions[m].size_base / BASE for m in markets])
+    basis = sum(acct.positions[m].open_notional_units for m in markets) / USD
+    mm = np.array([book.risk[m].maintenance_margin_ppm / 1e6 for m in markets])
+    p = exogenous[:, markets]
+    equity = acct.collateral_units / USD + p @ size - basis
+    return bool(np.any(equity < (np.abs(size) * p) @ mm))
+
+
 RESCUE_LABELS = frozenset({"topup", "derisk", "stop"})  # agents.trader's rescue actions
 PRICED_OUT = frozenset({SKIP_FEE_CAP, SKIP_NO_SPACE})
 
@@ -308,7 +362,7 @@ def _closed_notional(kind: str, a: dict[str, Any], closes: list[dict[str, Any]])
     """Notional an event closed, in collateral units: the liquidation's own figure, the sum of
     the positions a backstop took over (at the margin price), or what ADL closed against
     counterparties plus what it closed on the venue."""
-    if kind == "liquidation":
+    if kind in ("liquidation", "takeover"):
         return a["notionalClosed"]
     if kind == "backstop":
         return sum(abs(c["quote"]) for c in closes)
@@ -347,6 +401,36 @@ def marked_losses(
         "shortfall_usd": max(0, negative + bad_debt_units - insurance_units) / USD,
         "shortfall_external_usd": max(0, negative_ext + bad_debt_units - insurance_units) / USD,
     }
+
+
+LIQUIDATOR_COLUMNS = [
+    "liquidator",
+    "mode",
+    "latency_blocks",
+    "capital_usd",
+    "sent",
+    "won",
+    "lost",
+    "skipped_unprofitable",
+    "skipped_no_capital",
+    "takeovers",
+    "margin_short",
+    "unwinds",
+    "unwound_usd",
+    "hedged_usd",
+    "hedge_closed_usd",
+    "inventory_usd",
+    "peak_inventory_usd",
+]
+
+
+def liquidator_table(model: LiqSimModel) -> pd.DataFrame:
+    """Every liquidator's decisions at the end of the run (``Liquidator.stats``): liquidations
+    sent, won and lost, skipped for profit or (takeover mode) capital, takeovers, unwinds, its
+    external hedge of what it took over and what it traded back, and its inventory (end and
+    peak, at margin prices)."""
+    rows = [a.stats() for a in model.agents if getattr(a, "kind", "") == "liquidator"]
+    return pd.DataFrame(rows, columns=LIQUIDATOR_COLUMNS)
 
 
 def trader_table(model: LiqSimModel) -> pd.DataFrame:
@@ -397,10 +481,12 @@ def trader_table(model: LiqSimModel) -> pd.DataFrame:
 
 
 def exogenous_table(model: LiqSimModel) -> pd.DataFrame:
-    exo = model.external.exogenous
+    """The exogenous inputs per block: each market's exogenous price and external 1% depth."""
+    exo, depth = model.external.exogenous, model.external.depth
     data = {"block": range(exo.shape[0])}
     for i, n in enumerate(model.scenario.market_names):
         data[f"{n}_exogenous_usd"] = exo[:, i]
+        data[f"{n}_external_depth_usd"] = depth[:, i]
     return pd.DataFrame(data)
 
 
@@ -469,6 +555,11 @@ LIQUIDATION_COLUMNS = [
     "kind",
     "partial",
     "rescue",
+    "spillover_markets",
+    "spillover_notional_usd",
+    "feedback_caused",
+    "feedback_only",
+    "after_spillover",
 ]
 ADL_COLUMNS = [
     "block",

@@ -125,7 +125,9 @@ def summarize(tables: dict[str, pd.DataFrame], facts: dict[str, Any]) -> dict[st
         "contagion": {
             "positions": int(liq["contagion_positions"].sum()) if not liq.empty else 0,
             "notional_usd": _f(liq["contagion_notional_usd"].sum()) if not liq.empty else 0.0,
+            **spillover(liq),
         },
+        "feedback": feedback(blocks, tables.get("exogenous"), liq, names),
         "oracle": oracle,
         "gas_by_kind": gas,
         "failed_transaction_share": _f((tx["status"] == 0).mean()) if not tx.empty else None,
@@ -190,6 +192,7 @@ def waterfall(liq: pd.DataFrame, adl: pd.DataFrame) -> dict[str, Any]:
     return {
         "liquidations_full": step(private[~partial[private.index].astype(bool)]),
         "liquidations_partial": step(private[partial[private.index].astype(bool)]),
+        "takeovers": step(liq[kind == "takeover"]),  # liquidators.mode = "takeover"
         "backstops": step(liq[kind == "backstop"]),
         "deleveragings": step(liq[kind == "deleverage"]),
         "adl_fills": len(adl),
@@ -210,3 +213,94 @@ def _underwater(accounts: pd.DataFrame) -> dict[str, Any]:
     under = accounts[(accounts["open_positions"] > 0) & (accounts["equity_usd"] < 0)]
     negative = float(-under["equity_usd"].sum()) if len(under) else 0.0
     return {"accounts": len(under), "negative_equity_usd": _f(negative)}
+
+
+def _share(fall: float, exogenous_fall: float) -> float | None:
+    """Part of a fall not in the exogenous path: (fall - exogenous fall) / fall (None when the
+    price did not fall; above 1 when the exogenous path rose)."""
+    return _f((fall - exogenous_fall) / fall) if fall > 0 else None
+
+
+def _market_feedback(actual: np.ndarray, exo: np.ndarray, depth: np.ndarray | None) -> dict:
+    p0 = exo[0]
+    impact = actual / exo - 1
+    trough, end = int(np.argmin(actual)), len(actual) - 1
+    out: dict[str, Any] = {}
+    for name, b in (("trough", trough), ("end", end)):
+        fall, exo_fall = 1 - actual[b] / p0, 1 - exo[b] / p0
+        out[name] = {
+            "block": b,
+            "fall": _f(fall),
+            "exogenous_fall": _f(exo_fall),
+            "feedback_share": _share(fall, exo_fall),
+        }
+    peak = int(np.argmin(impact))
+    out["peak_impact"] = _f(impact[peak])
+    out["peak_impact_block"] = peak
+    if depth is not None:
+        out["min_depth_fraction"] = _f(depth.min() / depth[0])
+    return out
+
+
+def feedback(
+    blocks: pd.DataFrame, exogenous: pd.DataFrame | None, liq: pd.DataFrame, names: list[str]
+) -> dict[str, Any] | None:
+    """How much of each market's fall forced selling caused rather than the exogenous path: per
+    market at the trough of the external price and at the end, ``feedback_share = (fall -
+    exogenous fall) / fall`` (falls from the block-0 price), the peak impact (the lowest
+    external / exogenous - 1) and the thinnest external depth; their means over the markets
+    that fell; and the liquidations the impact caused (accounts not liquidatable at that block's
+    exogenous prices alone), of which ``feedback_only``: not at any later block's either, as
+    they stood. None without the exogenous table (older run folders)."""
+    if exogenous is None or exogenous.empty or blocks.empty:
+        return None
+    n = len(blocks)
+    markets = {}
+    for m in names:
+        depth_col = f"{m}_external_depth_usd"
+        markets[m] = _market_feedback(
+            blocks[f"{m}_external_usd"].to_numpy(dtype=float),
+            exogenous[f"{m}_exogenous_usd"].to_numpy(dtype=float)[:n],
+            exogenous[depth_col].to_numpy(dtype=float)[:n] if depth_col in exogenous else None,
+        )
+
+    def mean_share(at: str) -> float | None:
+        shares = [v[at]["feedback_share"] for v in markets.values()]
+        shares = [x for x in shares if x is not None]
+        return _f(np.mean(shares)) if shares else None
+
+    caused = liq[liq["feedback_caused"].astype(bool)] if "feedback_caused" in liq else liq.iloc[:0]
+    only = (
+        caused[caused["feedback_only"].astype(bool)]
+        if "feedback_only" in caused
+        else caused.iloc[:0]
+    )
+    return {
+        "feedback_share_at_trough": mean_share("trough"),
+        "feedback_share_at_end": mean_share("end"),
+        "peak_impact": _f(min(v["peak_impact"] for v in markets.values())) if markets else None,
+        "liquidations_caused": len(caused),
+        "notional_caused_usd": _f(caused["notional_usd"].sum()) if len(caused) else 0.0,
+        "liquidations_feedback_only": len(only),
+        "markets": markets,
+    }
+
+
+def spillover(liq: pd.DataFrame) -> dict[str, Any]:
+    """Spillover of CROSS liquidations: the notional they closed in markets that were not their
+    cause (positions in profit at the margin price) and the liquidations that followed the
+    external impact of that flow (accounts not liquidatable with it taken out of the prices)."""
+    if "spillover_notional_usd" not in liq or liq.empty:
+        return {
+            "spillover_notional_usd": 0.0,
+            "spillover_liquidations": 0,
+            "liquidations_after_spillover": 0,
+            "notional_after_spillover_usd": 0.0,
+        }
+    after = liq[liq["after_spillover"].astype(bool)]
+    return {
+        "spillover_notional_usd": _f(liq["spillover_notional_usd"].sum()),
+        "spillover_liquidations": int((liq["spillover_notional_usd"] > 0).sum()),
+        "liquidations_after_spillover": len(after),
+        "notional_after_spillover_usd": _f(after["notional_usd"].sum()) if len(after) else 0.0,
+    }

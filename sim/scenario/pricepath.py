@@ -9,8 +9,9 @@ external price at block ``b`` (row 0 is the initial price).
 - :func:`crash_multiplier`: a scripted crash overlay (fall over a window, linear or
   exponential, optional partial recovery) multiplied onto the GBM path.
 - :func:`read_price_csv`: a scripted series, one column per market, one row per block.
-- :class:`ExternalMarket`: the pre-drawn exogenous path plus the decaying price impact of agents'
-  external trades; the price agents and the oracle reporter observe.
+- :class:`ExternalMarket`: the pre-drawn exogenous path plus the price impact of agents'
+  external trades (:mod:`sim.scenario.impact`); the price agents and the oracle reporter
+  observe.
 - :class:`BackgroundProfile`: exogenous demand for block space, rising with the crash
   (feed it to the block builder as ``sim.market.feemarket`` background bids).
 """
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+
+from sim.scenario.impact import depth_path, flow_decay, representation_scale, sqrt_impact
 
 if TYPE_CHECKING:
     from sim.scenario.schema import Scenario
@@ -366,10 +369,16 @@ def _bad_price(name: str, block: int, value: float) -> str:
 class ExternalMarket:
     """External prices: the pre-drawn exogenous path times ``1 + impact``.
 
-    ``impact`` is the decaying sum of agents' external trades: a trade of signed notional ``q``
-    USD in market ``i`` during block ``t`` adds ``impact_per_million_usd[i] * q / 1e6`` to the
-    impact from block ``t + 1`` on (so every agent in block ``t`` sees the same price), which
-    then halves every ``impact_half_life_blocks[i]`` blocks. A buy (``q > 0``) raises the price.
+    The impact is the square-root impact (:mod:`sim.scenario.impact`) of the decaying net flow
+    of agents' external trades against the market's depth at that block. A trade of signed
+    notional ``q`` USD in market ``i`` during block ``t`` (a buy, ``q > 0``, raises the price),
+    ``f`` of it forced flow (liquidation closes), adds ``q - f + f * flow_scale[i]``
+    real-equivalent USD to the flow from block ``t + 1`` on (so every agent in block ``t`` sees
+    the same price): forced flow stands for the represented book's liquidations, the rest only
+    for itself. The flow decays so that the impact halves every ``impact_half_life_blocks[i]``
+    blocks. The part of the flow that comes from spillover
+    (positions a CROSS liquidation closed in profit, :mod:`sim.output.contagion`) is tracked
+    beside it, so the impact without it can be read back.
 
     Prices at blocks already observed never change: a trade dated before the last observed
     block is an error. With ``impact_enabled=False`` trades are ignored (exogenous prices only).
@@ -379,9 +388,10 @@ class ExternalMarket:
         self,
         names: Sequence[str],
         exogenous: np.ndarray,
-        impact_per_million_usd: Sequence[float],
+        depth_usd: np.ndarray | Sequence[float],
         impact_half_life_blocks: Sequence[float],
         *,
+        flow_scale: Sequence[float] | None = None,
         impact_enabled: bool = True,
     ) -> None:
         self._names = tuple(names)
@@ -392,24 +402,58 @@ class ExternalMarket:
         check_path(exo, self._names)
         exo.flags.writeable = False
         self._exo = exo
-        self._k = np.asarray(impact_per_million_usd, dtype=float) / 1e6
-        self._decay = 0.5 ** (1.0 / np.asarray(impact_half_life_blocks, dtype=float))
-        if self._k.shape != (n,) or self._decay.shape != (n,):
-            raise ValueError("one impact coefficient and half-life per market are required")
+        depth = np.broadcast_to(np.asarray(depth_usd, dtype=float), exo.shape).copy()
+        if not np.all(np.isfinite(depth) & (depth > 0)):
+            raise ValueError("external depth must be positive and finite in every block")
+        depth.flags.writeable = False
+        self._depth = depth
+        self._decay = flow_decay(impact_half_life_blocks)
+        scale = np.ones(n) if flow_scale is None else np.asarray(flow_scale, dtype=float)
+        if self._decay.shape != (n,) or scale.shape != (n,):
+            raise ValueError("one impact half-life and flow scale per market are required")
+        self._scale = scale
         self._enabled = impact_enabled
-        self._impulse = np.zeros_like(exo)  # impact added at each block
-        self._impact = np.zeros_like(exo)  # impact at each block (valid up to _through)
-        self._through = np.full(n, -1)  # last block whose impact is computed (= observed)
+        self._impulse = np.zeros_like(exo)  # real-equivalent flow added at each block
+        self._spill_impulse = np.zeros_like(exo)  # the spillover part of it
+        self._flow = np.zeros_like(exo)  # decayed flow at each block (valid up to _through)
+        self._spill = np.zeros_like(exo)
+        self._through = np.full(n, -1)  # last block whose flow is computed (= observed)
 
     @classmethod
-    def from_scenario(cls, scenario: Scenario, rng: np.random.Generator) -> ExternalMarket:
-        """Draw the scenario's exogenous paths from ``rng`` and wrap them; impact is on when
-        ``run.endogenous_impact`` is."""
+    def from_scenario(
+        cls,
+        scenario: Scenario,
+        rng: np.random.Generator,
+        simulated_open_interest_usd: Sequence[float] | None = None,
+    ) -> ExternalMarket:
+        """Draw the scenario's exogenous paths from ``rng`` and wrap them with the markets'
+        depth (thinning with the path's volatility) and impact half-lives; each simulated USD
+        stands for ``represented_open_interest_usd / simulated_open_interest_usd`` (1 without a
+        simulated book). Impact is on when ``run.endogenous_impact`` is."""
+        markets = scenario.markets
+        exo = exogenous_paths(scenario, rng)
+        dt = scenario.run.block_time_s / SECONDS_PER_YEAR
+        depth = depth_path(
+            exo,
+            [m.external_depth_usd for m in markets],
+            [m.volatility_annual * math.sqrt(dt) for m in markets],
+            [m.depth_volatility_exponent for m in markets],
+            [m.depth_volatility_window_blocks for m in markets],
+            [m.min_depth_fraction for m in markets],
+        )
+        simulated = (
+            np.zeros(len(markets))
+            if simulated_open_interest_usd is None
+            else simulated_open_interest_usd
+        )
         return cls(
-            [m.name for m in scenario.markets],
-            exogenous_paths(scenario, rng),
-            [m.impact_per_million_usd for m in scenario.markets],
-            [m.impact_half_life_blocks for m in scenario.markets],
+            [m.name for m in markets],
+            exo,
+            depth,
+            [m.impact_half_life_blocks for m in markets],
+            flow_scale=representation_scale(
+                [m.represented_open_interest_usd for m in markets], simulated
+            ),
             impact_enabled=scenario.run.endogenous_impact,
         )
 
@@ -428,6 +472,16 @@ class ExternalMarket:
     def exogenous(self) -> np.ndarray:
         """The exogenous path, shape ``(blocks + 1, n)`` (read-only)."""
         return self._exo
+
+    @property
+    def depth(self) -> np.ndarray:
+        """The 1% depth per block, USD, shape ``(blocks + 1, n)`` (read-only; exogenous)."""
+        return self._depth
+
+    @property
+    def flow_scale(self) -> np.ndarray:
+        """Real-equivalent USD per simulated USD traded, per market."""
+        return self._scale.copy()
 
     def index(self, market: str | int) -> int:
         """Market index from a name or an index."""
@@ -449,20 +503,43 @@ class ExternalMarket:
             raise IndexError(f"block {b} is outside the price path (0..{self.last_block})")
         return b
 
-    # -- prices --------------------------------------------------------------------------------
+    # -- impact --------------------------------------------------------------------------------
+
+    def _advance(self, i: int, b: int) -> None:
+        """Compute the decayed flow of market ``i`` up to block ``b`` (marks it observed)."""
+        start = int(self._through[i]) + 1
+        if b < start:
+            return
+        flow = self._flow[start - 1, i] if start > 0 else 0.0
+        spill = self._spill[start - 1, i] if start > 0 else 0.0
+        d = self._decay[i]
+        for t in range(start, b + 1):
+            flow = flow * d + self._impulse[t, i]
+            spill = spill * d + self._spill_impulse[t, i]
+            self._flow[t, i] = flow
+            self._spill[t, i] = spill
+        self._through[i] = b
+
+    def flow_usd(self, market: str | int, block: int) -> float:
+        """The decayed real-equivalent net flow (buys > 0) in effect at ``block``."""
+        i, b = self.index(market), self._block(block)
+        self._advance(i, b)
+        return float(self._flow[b, i])
 
     def impact(self, market: str | int, block: int) -> float:
-        """The fractional impact in effect at ``block`` (marks the block observed)."""
+        """The fractional price impact in effect at ``block`` (> -1; marks the block observed)."""
         i, b = self.index(market), self._block(block)
-        start = int(self._through[i]) + 1
-        if b >= start:
-            prev = self._impact[start - 1, i] if start > 0 else 0.0
-            d = self._decay[i]
-            for t in range(start, b + 1):
-                prev = prev * d + self._impulse[t, i]
-                self._impact[t, i] = prev
-            self._through[i] = b
-        return float(self._impact[b, i])
+        self._advance(i, b)
+        return math.expm1(sqrt_impact(float(self._flow[b, i]), float(self._depth[b, i])))
+
+    def impact_without_spillover(self, market: str | int, block: int) -> float:
+        """The fractional impact at ``block`` had the spillover flow not been traded."""
+        i, b = self.index(market), self._block(block)
+        self._advance(i, b)
+        rest = float(self._flow[b, i] - self._spill[b, i])
+        return math.expm1(sqrt_impact(rest, float(self._depth[b, i])))
+
+    # -- prices --------------------------------------------------------------------------------
 
     def price(self, market: str | int, block: int) -> float:
         """External price in USD at ``block``: exogenous x (1 + impact). Raises
@@ -490,13 +567,23 @@ class ExternalMarket:
 
     # -- trades --------------------------------------------------------------------------------
 
-    def apply_trade(self, market: str | int, notional_usd_signed: float, block: int) -> None:
+    def apply_trade(
+        self,
+        market: str | int,
+        notional_usd_signed: float,
+        block: int,
+        *,
+        forced_usd: float = 0.0,
+        spillover_usd: float = 0.0,
+    ) -> None:
         """Record an external trade of signed USD notional (buy > 0) made during ``block``; it
-        moves the price from ``block + 1`` on. No-op when impact is disabled or when
-        ``block`` is the last block of the path."""
+        moves the price from ``block + 1`` on. ``forced_usd`` of it (same sign, clipped to the
+        trade) is forced flow, which stands for the represented book's and is scaled by
+        :attr:`flow_scale`; ``spillover_usd`` of that (clipped to it) is spillover. The rest
+        stands for itself. No-op when impact is disabled or ``block`` is the path's last."""
         i, b = self.index(market), self._block(block)
-        q = float(notional_usd_signed)
-        if not math.isfinite(q):
+        q, f, s = float(notional_usd_signed), float(forced_usd), float(spillover_usd)
+        if not all(math.isfinite(x) for x in (q, f, s)):
             raise PricePathError(
                 f"market '{self._names[i]}', block {b}: trade notional must be finite, got {q}"
             )
@@ -507,7 +594,15 @@ class ExternalMarket:
                 f"market '{self._names[i]}': a trade at block {b} would change the price at "
                 f"block {b + 1}, already observed (observed through block {self._through[i]})"
             )
-        self._impulse[b + 1, i] += self._k[i] * q
+        f = _part_of(f, q)
+        s = _part_of(s, f)
+        self._impulse[b + 1, i] += (q - f) + self._scale[i] * f
+        self._spill_impulse[b + 1, i] += self._scale[i] * s
+
+
+def _part_of(part: float, whole: float) -> float:
+    """``part`` clipped to ``whole``: 0 unless of the same sign, at most its size."""
+    return math.copysign(min(abs(part), abs(whole)), whole) if part * whole > 0 else 0.0
 
 
 # --------------------------------------------------------------------------------------------

@@ -123,7 +123,7 @@ class Run:
     )
     endogenous_impact: bool = param(
         True,
-        "Arbitrageurs' external hedges move the external price (markets.impact_per_million_usd): "
+        "Arbitrageurs' external hedges move the external price (markets.external_depth_usd): "
         "they hedge the part of their venue trades that absorbs traders' and liquidations' venue "
         "flow, which carries forced on-chain selling into the index.",
     )
@@ -141,7 +141,18 @@ class Run:
 class Chain:
     """The local chain."""
 
-    backend: Literal["pyevm"] = param("pyevm", "EVM backend (eth-tester with py-evm).")
+    backend: Literal["pyevm", "anvil"] = param(
+        "pyevm",
+        "EVM backend: 'pyevm' (py-evm through eth-tester, embedded; the reference) or 'anvil' (a "
+        "local anvil process from the npm package @foundry-rs/anvil, about 5x faster; same "
+        "economic results, different block hashes). See docs/backends.md.",
+    )
+    fork_url: str = param(
+        "",
+        "JSON-RPC endpoint of a chain to fork (anvil backend only): the run starts from that "
+        "chain's latest state (or block N with URL@N) instead of an empty genesis. Empty: no "
+        "fork.",
+    )
     block_gas_limit: int = param(
         30_000_000,
         "Gas limit of every block; the EIP-1559 target is half of it. At least 10 M: a deployment "
@@ -178,6 +189,14 @@ class Chain:
         "2020-era scenarios; initial_base_fee_gwei is then only the reference of background "
         "demand.",
     )
+
+    def validate(self) -> None:
+        if self.fork_url and self.backend != "anvil":
+            raise ConfigError("fork_url", f"needs backend = 'anvil' (backend is {self.backend!r})")
+        if self.fork_url and not re.fullmatch(r"(https?|wss?)://\S+", self.fork_url):
+            raise ConfigError(
+                "fork_url", f"must be an http(s):// or ws(s):// URL, got {self.fork_url!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -242,7 +261,6 @@ class Background:
         ge=0,
         le=MAX_GWEI,
     )
-
     tip_tiers: int = param(
         8,
         "Background bids are spread over this many tip levels (1 = every background "
@@ -288,9 +306,9 @@ class Background:
     urgent_max_fee_multiple: float = param(
         6.0,
         "Fee cap of the median urgent bidder, as a multiple of the initial base fee (caps spread "
-        "like the tips across the tip levels): the mean gas price rose about 6x on 12 March 2020 "
-        "(Glassnode, via CALIBRATION.md), so urgent demand holds the base fee near 6x while "
-        "stress lasts.",
+        "like the tips across the tip levels): 6x is the rise of the mean gas price on 12 March "
+        "2020 (Glassnode, via CALIBRATION.md). With the elastic demand on top, the default "
+        "scenario's crash base fee settles near 10x the calm level.",
         gt=0,
         le=1000,
     )
@@ -359,8 +377,21 @@ class Exchange:
         ge=0,
         le=MAX_SECONDS,
     )
-    margin_price: Literal["index", "mark"] = param(
-        "index", "Price for margin checks: the oracle (index) or the venue's mark price."
+    margin_price: Literal["index", "mark", "venue"] = param(
+        "index",
+        "Price for margin checks: 'index' the oracle; 'mark' the robust mark price, the median of "
+        "the oracle, the venue price and the oracle x (1 + EMA of the venue/oracle basis) "
+        "(Hyperliquid docs 'robust price indices'); 'venue' the venue's raw price (one "
+        "arbitrage trade moves it).",
+    )
+    mark_basis_half_life_s: int = param(
+        104,
+        "margin_price = 'mark': half-life of the EMA of the venue/oracle basis (Hyperliquid: EMA "
+        "weights exp(-t / 150 s), docs 'robust price indices': a half-life of 150 s x ln 2 = "
+        "104 s).",
+        unit="s",
+        ge=1,
+        le=MAX_SECONDS,
     )
     funding_enabled: bool = param(False, "Accrue funding between longs and shorts.")
     funding_period_s: int = param(3600, "Funding period.", unit="s", ge=1, le=MAX_SECONDS)
@@ -487,16 +518,59 @@ class Market:
         ge=1000,
         le=MAX_USD,
     )
-    impact_per_million_usd: float = param(
-        0.03,
-        "External price impact of agents' external trades: fractional move per 1M USD "
-        "notional, in the trade's direction.",
-        unit="fraction per 1M USD",
+    external_depth_usd: float = param(
+        46_000_000.0,
+        "Calm 1% depth of the whole external market: USD of resting bids within 1% below the "
+        "mid (one side of a public 1% market-depth figure). Selling it moves the external price "
+        "about 1%, four times it about 2% (square-root impact, docs/model.md 7.9). Defaults: BTC "
+        "115 M, half of Kaiko's ~230 M USD of bids and asks within 1% across all exchanges (14 "
+        "December 2023); ETH 46 M = 0.4 x BTC, the ETH/BTC ratio of 1% depth on 9 October 2025 "
+        "(CoinDesk Research: ~8 vs ~20 M USD per major venue).",
+        unit="USD",
+        ge=1000,
+        le=MAX_USD,
+    )
+    represented_open_interest_usd: float = param(
+        14_000_000_000.0,
+        "Open interest the simulated traders stand for: each simulated USD of liquidation flow "
+        "hedged externally stands for this / the traders' drawn open interest in the market "
+        "(traders' own trades stand for themselves; 0 = the simulated book stands for itself). "
+        "Defaults: ETH 14 B USD (CoinGlass, 21 May 2024, via The Block), BTC 40.5 B USD "
+        "(CoinGlass, 21 October 2024).",
+        unit="USD",
         ge=0,
+        le=MAX_USD,
+    )
+    depth_volatility_exponent: float = param(
+        2.0,
+        "External depth thins as realized volatility of the exogenous path rises above the "
+        "market's calm volatility: depth x min(1, (calm / realized) ** exponent); 0 = fixed "
+        "depth. 2 is what the square-root law (impact ~ volatility x sqrt(flow / volume)) "
+        "implies at constant volume.",
+        ge=0,
+        le=10,
+    )
+    depth_volatility_window_blocks: int = param(
+        25,
+        "Window of that realized volatility (stylized: 5 minutes of 12 s blocks).",
+        unit="blocks",
+        ge=1,
+        le=MAX_BLOCKS,
+    )
+    min_depth_fraction: float = param(
+        0.1,
+        "Thinning stops at this fraction of the calm depth: order-book depth 'collapsed by more "
+        "than 90% on key exchanges' in the 10 October 2025 cascade (FTI Consulting, via news; "
+        "secondary), the deepest documented collapse.",
+        gt=0,
         le=1,
     )
     impact_half_life_blocks: float = param(
-        30.0, "Half-life of that external price impact.", unit="blocks", gt=0, le=MAX_BLOCKS
+        30.0,
+        "Half-life of the external price impact once the flow stops (stylized).",
+        unit="blocks",
+        gt=0,
+        le=MAX_BLOCKS,
     )
     partial_close_factor: float = param(
         0.0,
@@ -545,7 +619,8 @@ def _default_markets() -> tuple[Market, ...]:
             volatility_annual=0.55,
             crash_fall=0.15,
             venue_depth_usd=40_000_000.0,
-            impact_per_million_usd=0.02,
+            external_depth_usd=115_000_000.0,
+            represented_open_interest_usd=40_500_000_000.0,
         ),
     )
 
@@ -576,7 +651,6 @@ class Oracle:
     max_fee_multiplier: float = param(
         2.0, "Max fee per gas = multiplier x current base fee + priority fee.", ge=1, le=100
     )
-
     tip_from_fee_history: bool = param(
         True,
         "Price reports as a Chainlink node's block-history gas estimator does: the "
@@ -743,6 +817,14 @@ class Traders:
         ge=0,
         le=100,
     )
+    fee_history_blocks: int = param(
+        20,
+        "Blocks of fee history behind a trader's wallet estimate (geth's gas price oracle: "
+        "--gpo.blocks 20). A longer window lags a rising fee level more.",
+        unit="blocks",
+        ge=1,
+        le=200,
+    )
     rescue_tip_percentile: float = param(
         90.0,
         "Stylized: percentile bid for rescues (top-ups, de-risking, stop-losses): a wallet's "
@@ -822,6 +904,44 @@ class Liquidators:
     bid_cap_gwei: float = param(
         500.0, "Highest priority fee a liquidator bids.", unit="gwei", ge=0, le=MAX_GWEI
     )
+    mode: Literal["close", "takeover"] = param(
+        "close",
+        "'close': a liquidation closes the account's positions on the venue (liquidators need no "
+        "capital). 'takeover': the liquidator takes the positions over into its own CROSS "
+        "subaccount at the margin price (dYdX v3, Drift v2 'liquidators', Mango v4), must carry "
+        "them at initial margin with its capital_usd, sells them on the external market at once "
+        "and unwinds them on the venue over time.",
+    )
+    capital_usd: float = param(
+        100_000.0,
+        "mode = 'takeover': collateral each liquidator deposits in its CROSS subaccount at set-up "
+        "(stylized).",
+        unit="USD",
+        ge=0,
+        le=MAX_USD,
+    )
+    unwind_max_trade_usd: float = param(
+        100_000.0,
+        "mode = 'takeover': most a liquidator unwinds on the venue per block and market "
+        "(stylized; about 0.5% of a 20 M USD venue's price).",
+        unit="USD",
+        gt=0,
+        le=MAX_USD,
+    )
+    tip_from_fee_history: bool = param(
+        True,
+        "The opening bid is at least the wallet's suggested tip (geth's gas price oracle over "
+        "recent blocks' cheapest included tips, at tip_percentile): liquidators price the gas "
+        "of current congestion into their bid and break-even. False: the fixed "
+        "priority_fee_gwei.",
+    )
+    tip_percentile: float = param(
+        60.0,
+        "Percentile of recent blocks' cheapest tips behind that estimate (geth --gpo.percentile "
+        "default 60).",
+        ge=0,
+        le=100,
+    )
 
     def validate(self) -> None:
         if self.latency_blocks_min > self.latency_blocks_max:
@@ -868,7 +988,24 @@ class Arbitrageurs:
         0, "Age of the external price they observe.", unit="blocks", ge=0, le=MAX_BLOCKS
     )
     priority_fee_gwei: float = param(
-        3.0, "Priority fee of arbitrage transactions.", unit="gwei", ge=0, le=MAX_GWEI
+        3.0,
+        "Priority fee of arbitrage transactions (the least they bid).",
+        unit="gwei",
+        ge=0,
+        le=MAX_GWEI,
+    )
+    tip_from_fee_history: bool = param(
+        True,
+        "Bid at least the wallet's suggested tip for the current congestion (geth's gas price "
+        "oracle over recent blocks' cheapest included tips, at tip_percentile), and trade only "
+        "when the gap pays for gas at that tip. False: the fixed priority_fee_gwei.",
+    )
+    tip_percentile: float = param(
+        60.0,
+        "Percentile of recent blocks' cheapest tips behind that estimate (geth --gpo.percentile "
+        "default 60).",
+        ge=0,
+        le=100,
     )
 
 
