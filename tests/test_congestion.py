@@ -14,7 +14,6 @@ import pytest
 from agents.oracle_reporter import OracleReporter
 from agents.trader import Trader, plan_subaccounts
 from sim.api import resolve_scenario
-from sim.exchange.book import AccountState, PositionState
 from sim.market.background import (
     BackgroundDemand,
     TierShape,
@@ -31,7 +30,7 @@ from sim.model import LiqSimModel
 from sim.model.block_space import calm_block_volatility
 from sim.output.block_space import block_space, longest_run
 from sim.units import GWEI
-from tests.test_agents import FixedExternal
+from tests.test_agents import FixedExternal, _opened
 from tests.test_builder import A, B, _tx
 
 TINY = Path(__file__).resolve().parent.parent / "scenarios" / "tiny.toml"
@@ -180,6 +179,7 @@ def model():
 
 
 def _at_risk_trader(model) -> Trader:
+    """A CROSS trader whose stop-loss fires now (600 of 1,000 USD lost)."""
     t = next(iter(model.agents_by_type[Trader]))
     t.profile = replace(
         t.profile,
@@ -189,19 +189,7 @@ def _at_risk_trader(model) -> Trader:
         holding_blocks=10**6,
     )
     t.subs = plan_subaccounts(t.profile, "cross")
-    t.state = "open"
-    sub = t.subs[0]
-    acct = AccountState(
-        t.address,
-        sub.subaccount,
-        1,
-        0,
-        collateral_units=sub.collateral_units,
-        deposited_units=sub.collateral_units,
-    )
-    price = model.view.oracles[0].price_e8
-    acct.positions[0] = PositionState(10**17, 10**17 * price // 10**20 + 600 * 10**6)
-    model.view.book.accounts[acct.key] = acct
+    _opened(model, t, loss_units=600 * 10**6)
     return t
 
 

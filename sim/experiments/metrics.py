@@ -101,6 +101,24 @@ METRICS: dict[str, Metric] = {
         Metric("oracle_mean_age_s", "mean oracle age", "s", "{:,.1f}"),
         Metric("oracle_max_gap", "worst oracle gap vs external", "fraction", "{:.3f}"),
         Metric("base_fee_max_gwei", "peak base fee", "gwei", "{:,.1f}"),
+        Metric("full_block_share", "share of full blocks", "fraction", "{:.3f}"),
+        Metric("longest_full_streak_blocks", "longest run of full blocks", "blocks", "{:,.1f}"),
+        Metric("rescues_waited", "rescues that waited 3+ blocks", "count", "{:,.2f}"),
+        Metric("rescue_wait_mean_blocks", "mean rescue inclusion delay", "blocks", "{:,.2f}"),
+        Metric("rescues_never_included", "rescues never included", "count", "{:,.2f}"),
+        Metric(
+            "liquidations_rescue_pending",
+            "liquidations with the owner's rescue pending",
+            "count",
+            "{:,.2f}",
+        ),
+        Metric(
+            "liquidations_rescue_priced_out",
+            "liquidations with the owner's rescue priced out",
+            "count",
+            "{:,.2f}",
+        ),
+        Metric("oracle_reports_waited", "oracle reports that waited 3+ blocks", "count", "{:,.2f}"),
     ]
 }
 
@@ -179,6 +197,28 @@ def _feedback_metrics(summary: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def _block_space_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """Congestion and crowding-out figures (NaN for runs written before they existed)."""
+    b = summary.get("block_space") or {}
+    rescues = b.get("rescues") or {}
+    reports = b.get("oracle_reports") or {}
+    owner = summary["liquidations"].get("owner_rescue")
+    owner = owner if owner is not None else {}
+    has_owner = "owner_rescue" in summary["liquidations"]
+    return {
+        "full_block_share": _num(b.get("full_block_share")),
+        "longest_full_streak_blocks": _num(b.get("longest_full_streak_blocks")),
+        "rescues_waited": _num(rescues.get("waited_3_or_more_blocks")),
+        "rescue_wait_mean_blocks": _num((rescues.get("inclusion_delay_blocks") or {}).get("mean")),
+        "rescues_never_included": _num(rescues.get("never_included")),
+        "liquidations_rescue_pending": float(owner.get("pending", 0)) if has_owner else math.nan,
+        "liquidations_rescue_priced_out": float(owner.get("priced_out", 0))
+        if has_owner
+        else math.nan,
+        "oracle_reports_waited": _num(reports.get("waited_3_or_more_blocks")),
+    }
+
+
 def run_metrics(folder: str | Path) -> dict[str, float]:
     """Every metric of ``METRICS`` for the run in ``folder``."""
     folder = Path(folder)
@@ -232,4 +272,5 @@ def run_metrics(folder: str | Path) -> dict[str, float]:
         "oracle_mean_age_s": float(np.nanmean(ages)) if ages else math.nan,
         "oracle_max_gap": float(np.nanmax(gaps)) if gaps else math.nan,
         "base_fee_max_gwei": _num(summary["base_fee_gwei"]["max"]),
+        **_block_space_metrics(summary),
     }
