@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-RESCUE_LABELS = ("topup", "derisk", "stop")  # agents.trader's rescue actions
+RESCUE_LABELS = frozenset({"topup", "derisk", "stop"})  # agents.trader's rescue actions (RESCUES)
 LONG_WAIT_BLOCKS = 3  # a rescue or report that waited this long was crowded out for a while
 
 

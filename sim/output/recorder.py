@@ -20,6 +20,7 @@ from sim.exchange.book import (
     position_notional,
 )
 from sim.market.builder import SKIP_FEE_CAP, SKIP_NO_SPACE
+from sim.output.block_space import RESCUE_LABELS
 from sim.output.contagion import CLOSE_EVENTS, spillover_closes
 from sim.units import BASE, GWEI, USD
 
@@ -354,7 +355,6 @@ def _liquidatable_later(acct: AccountState, book: AccountBook, exogenous: np.nda
     return bool(np.any(equity < (np.abs(size) * p) @ mm))
 
 
-RESCUE_LABELS = frozenset({"topup", "derisk", "stop"})  # agents.trader's rescue actions
 PRICED_OUT = frozenset({SKIP_FEE_CAP, SKIP_NO_SPACE})
 
 
