@@ -4,7 +4,7 @@ liqsim run [SCENARIO] --seed N --out DIR [--blocks N] [--set path.to.param=value
            [--force] [--check]
 liqsim demo [--crash F]
 liqsim status DIR ...                   what a run or experiment folder holds (stale: killed)
-liqsim compare | amplify | sweep ...   (sim/experiments/cli.py)
+liqsim compare | amplify | sweep | phase | sensitivity ...   (sim/experiments/cli.py)
 liqsim stress POSITIONS.toml ...       (sim/stress/cli.py)
 
 Exit status: 0 done; 1 the run failed (or some runs of an experiment), what was written is kept
@@ -272,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH=VALUE",
         help="override a scenario parameter, e.g. --set traders.count=50 (repeatable)",
     )
-    add_chain_backend_option(run, "--backend")
+    add_chain_backend_option(run, "--backend", "--chain-backend")
     run.add_argument(
         "--no-counterfactual",
         action="store_true",
@@ -310,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("folders", nargs="+", metavar="DIR", help="run or experiment folder")
     status.set_defaults(func=_status)
 
-    from sim.experiments.cli import add_experiment_commands  # compare, amplify, sweep
+    from sim.experiments.cli import add_experiment_commands  # compare, amplify, sweep, ...
     from sim.stress.cli import add_stress_command
 
     add_experiment_commands(sub)

@@ -158,7 +158,9 @@ def test_metrics_come_from_the_run_folder_alone(compared, tmp_path):
 def amplified(tmp_path_factory):
     d = tmp_path_factory.mktemp("amplify")
     (d / "one.toml").write_text(ONE_MARKET)
-    return amplify.run_amplify(load_scenario(d / "one.toml"), [1], d / "out", ONE_WORKER)
+    return amplify.run_amplify(
+        load_scenario(d / "one.toml"), [1], d / "out", ONE_WORKER, short=True
+    )
 
 
 def test_amplify_design_is_baseline_singles_and_all_under_both_modes(amplified):
@@ -182,6 +184,7 @@ def test_amplify_design_is_baseline_singles_and_all_under_both_modes(amplified):
         assert sc.run.gas_enabled == r["gas"] and sc.run.oracle_lag_enabled == r["oracle_lag"]
         assert sc.run.endogenous_impact == r["impact"]
         assert sc.liquidators.count == (2 if r["rush"] else 1)
+        assert sc.liquidators.latency_blocks_max == (2 if r["rush"] else 0)
         assert sc.run.margin_mode_override == r["mode"]
     # gas-free cells burn no gas; the gas cell pays a base fee
     assert (res.loc[~res["gas"], "base_fee_max_gwei"] == 0).all()
@@ -208,7 +211,7 @@ def test_amplification_factor_is_cell_over_baseline(amplified):
 
 
 def test_full_factorial_has_sixteen_cells():
-    cells = amplify.cells(full_factorial=True)
+    cells = amplify.cells()
     assert len(cells) == 16 and len({amplify.cell_name(c) for c in cells}) == 16
 
 

@@ -1,9 +1,13 @@
 """Command-line subcommands of the experiments (registered by sim.cli).
 
     liqsim compare SCENARIO --seeds N [--workers K] --out DIR [--set ...] [--blocks N]
-    liqsim amplify SCENARIO --seeds N [--full-factorial] [--workers K] --out DIR
+    liqsim amplify SCENARIO --seeds N [--cells] [--workers K] --out DIR
     liqsim sweep   SCENARIO --grid path=v1,v2 [--grid ...] --seeds N [--workers K] --out DIR
                    [--backend local|ray]
+    liqsim phase   SCENARIO --x path=v1,v2 --y path=w1,w2 --seeds N [--metric NAME]
+                   [--counterfactual path=value|none] [--threshold T]
+    liqsim sensitivity SCENARIO --method morris|sobol [--params path=low:high ...]
+                   [--trajectories R | --samples N] [--metrics a,b]
 
 User errors (bad scenario, grid, seeds, ``--out``, missing Ray) raise ``ConfigError`` before
 anything runs; ``liqsim`` prints them without a traceback and exits with status 2. A run that
@@ -47,11 +51,11 @@ class _ChainBackendAction(argparse.Action):
         namespace.set = [*overrides, f"chain.backend={values}"]
 
 
-def add_chain_backend_option(p: argparse.ArgumentParser, flag: str) -> None:
-    """The EVM option (``flag``: ``--backend`` on ``liqsim run``, ``--chain-backend`` on the
-    experiments, whose ``--backend`` picks local processes or Ray)."""
+def add_chain_backend_option(p: argparse.ArgumentParser, *flags: str) -> None:
+    """The EVM option (``flags``: ``--backend`` and ``--chain-backend`` on ``liqsim run``,
+    ``--chain-backend`` on the experiments, whose ``--backend`` picks local processes or Ray)."""
     p.add_argument(
-        flag,
+        *flags,
         choices=CHAIN_BACKENDS,
         action=_ChainBackendAction,
         dest="chain_backend",
@@ -273,41 +277,67 @@ def _compare(args: argparse.Namespace) -> int:
     return _finish(res.folder, res.batch)
 
 
+#: Default --seeds of ``liqsim amplify``: from a pilot on scenarios/default.toml, the fewest seeds
+#: whose minimum detectable main effects meet the power target (docs/experiments.md, "Power").
+AMPLIFY_SEEDS = 10
+
+
+def _amplify_seed_note(n: int) -> str | None:
+    """The note printed before running with fewer seeds than the default (None: no note)."""
+    if n < 2:
+        return (
+            f"liqsim amplify: note: {n} seed gives no interval and no minimum detectable effect; "
+            f"the default is {AMPLIFY_SEEDS} seeds"
+        )
+    if n < AMPLIFY_SEEDS:
+        return (
+            f"liqsim amplify: note: {n} seeds is fewer than the default {AMPLIFY_SEEDS}, chosen "
+            "so that the default scenario's main effects meet the power target "
+            "(docs/experiments.md); the report says which effects this run can detect"
+        )
+    return None
+
+
 def _amplify(args: argparse.Namespace) -> int:
-    from sim.experiments.amplify import plan, run_amplify
+    from sim.experiments.amplify import cells, plan, run_amplify
 
     scenario, seeds, out = _setup(args, "amplify")
-    specs = plan(scenario, seeds, args.full_factorial)
+    short = args.cells
+    specs = plan(scenario, seeds, short)
     _preflight(specs)
     if args.check:
         return _checked("amplify", specs, out)
-    n_cells = 16 if args.full_factorial else 6
+    design = "short design" if short else "full factorial"
     print(
-        f"liqsim amplify: scenario '{scenario.name}', {n_cells} cells x 2 modes x {len(seeds)} "
-        "seeds "
-        f"({args.workers} worker(s)) -> {out}",
+        f"liqsim amplify: scenario '{scenario.name}', {design}: {len(cells(short))} cells x 2 "
+        f"modes x {len(seeds)} seeds ({args.workers} worker(s)) -> {out}",
         flush=True,
     )
+    note = _amplify_seed_note(len(seeds))
+    if note:
+        print(note, file=sys.stderr, flush=True)
     res = _guarded(
         out,
         args.force,
-        lambda: run_amplify(
-            scenario,
-            seeds,
-            out,
-            _options(args),
-            full_factorial=args.full_factorial,
-            argv=_argv(),
-        ),
+        lambda: run_amplify(scenario, seeds, out, _options(args), short=short, argv=_argv()),
     )
     if isinstance(res, int):
         return res
     report = (res.folder / "report.md").read_text()
     start = report.find("## Headline")
-    end = report.find("![amplification factors]")
+    end = report.find("## Power")
     if start >= 0 and end > start:
         print()
         print(report[start:end].rstrip())
+    if res.power_note.startswith("**Under-powered"):
+        print(
+            "\nliqsim amplify: note: "
+            + res.power_note.replace("**", "")
+            + " See report.md, Power.",
+            file=sys.stderr,
+        )
+    else:
+        print("\n" + res.power_note)
     return _finish(res.folder, res.batch)
 
 
@@ -369,8 +399,16 @@ def _sweep(args: argparse.Namespace) -> int:
     return _finish(res.folder, res.batch)
 
 
+def _set_default(p: argparse.ArgumentParser, dest: str, value: Any, help_text: str) -> None:
+    """Give one subcommand's shared option its own default (and say so in --help)."""
+    for action in p._actions:
+        if action.dest == dest:
+            action.default, action.help = value, help_text
+    p.set_defaults(**{dest: value})
+
+
 def add_experiment_commands(sub: argparse._SubParsersAction) -> None:
-    """Add compare, amplify and sweep to the ``liqsim`` parser."""
+    """Add compare, amplify, sweep, phase and sensitivity to the ``liqsim`` parser."""
     p = sub.add_parser(
         "compare",
         help="CROSS vs ISOLATED margin, paired on the same seeds (common random numbers)",
@@ -384,13 +422,24 @@ def add_experiment_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "amplify",
         help="amplification of the cascade by gas, oracle lag, liquidation rush, impact",
-        description="Frictionless baseline, each friction alone and all combined (or every "
-        "combination "
-        "with --full-factorial), under CROSS and ISOLATED, on the same seeds.",
+        description="Full factorial in gas, oracle lag, liquidation rush and endogenous impact "
+        "(16 cells, from the frictionless baseline to all four) under CROSS and ISOLATED, on the "
+        "same seeds: main effects, two-way interactions, amplification factors and the minimum "
+        "detectable effect of each. --cells: the short design (baseline, each friction alone, "
+        "all four).",
     )
     _common(p)
-    p.add_argument(
-        "--full-factorial", action="store_true", help="all 16 combinations of the four frictions"
+    _set_default(p, "seeds", AMPLIFY_SEEDS, f"number of seeds (default {AMPLIFY_SEEDS})")
+    design = p.add_mutually_exclusive_group()
+    design.add_argument(
+        "--cells",
+        action="store_true",
+        help="short design for a quick look: baseline, each friction alone, all four (6 cells)",
+    )
+    design.add_argument(
+        "--full-factorial",
+        action="store_true",
+        help="all 16 combinations of the four frictions (the default; kept for old commands)",
     )
     p.set_defaults(func=_amplify)
 
@@ -415,3 +464,215 @@ def add_experiment_commands(sub: argparse._SubParsersAction) -> None:
         "(default liquidations,notional_usd,bad_debt_usd,delay_mean_blocks)",
     )
     p.set_defaults(func=_sweep)
+
+    _add_phase(sub)
+    _add_sensitivity(sub)
+
+
+def _print_report_part(folder: Path, start: str, end: str) -> None:
+    report = (folder / "report.md").read_text()
+    i, j = report.find(start), report.find(end)
+    if i >= 0 and j > i:
+        print()
+        print(report[i:j].rstrip())
+
+
+def _phase(args: argparse.Namespace) -> int:
+    from sim.experiments.common import MAX_RUNS
+    from sim.experiments.metrics import METRICS
+    from sim.experiments.phase import parse_axis, parse_comparison, plan, run_phase
+    from sim.scenario.loader import ConfigError
+
+    scenario, seeds, out = _setup(args, "phase")
+    x, y = parse_axis(args.x, "--x"), parse_axis(args.y, "--y")
+    if args.metric not in METRICS:
+        raise ConfigError(
+            "--metric", f"unknown figure {args.metric!r} (known: {', '.join(METRICS)})"
+        )
+    comparison = parse_comparison(args.counterfactual)
+    threshold = args.threshold
+    if threshold is None and comparison.ratio:
+        from sim.experiments.phase import DEFAULT_THRESHOLD
+
+        threshold = DEFAULT_THRESHOLD
+    runs = len(x.values) * len(y.values) * len(seeds) * (2 if comparison.ratio else 1)
+    if runs > MAX_RUNS:
+        raise ConfigError("--x", f"{runs:_} runs planned; at most {MAX_RUNS:_}")
+    specs = plan(scenario, x, y, seeds, comparison)
+    _preflight(specs)
+    if args.check:
+        return _checked("phase", specs, out)
+    print(
+        f"liqsim phase: scenario '{scenario.name}', {len(x.values)} x {len(y.values)} cells x "
+        f"{len(seeds)} seeds x {2 if comparison.ratio else 1} arm(s), backend {args.backend} "
+        f"({args.workers} worker(s)) -> {out}",
+        flush=True,
+    )
+    res = _guarded(
+        out,
+        args.force,
+        lambda: run_phase(
+            scenario,
+            x,
+            y,
+            seeds,
+            out,
+            _options(args),
+            metric=args.metric,
+            comparison=comparison,
+            threshold=threshold,
+            argv=_argv(),
+        ),
+    )
+    if isinstance(res, int):
+        return res
+    _print_report_part(res.folder, "## ", "![phase diagram]")
+    return _finish(res.folder, res.batch)
+
+
+def _sensitivity(args: argparse.Namespace) -> int:
+    from sim.experiments.common import MAX_RUNS
+    from sim.experiments.metrics import METRICS
+    from sim.experiments.sensitivity import (
+        DEFAULT_METRICS,
+        DEFAULT_SAMPLES,
+        DEFAULT_TRAJECTORIES,
+        SAMPLE_SEED,
+        Design,
+        default_ranges,
+        parse_ranges,
+        plan,
+        run_sensitivity,
+    )
+    from sim.scenario.loader import ConfigError
+
+    scenario, seeds, out = _setup(args, "sensitivity")
+    if args.method == "morris" and args.samples is not None:
+        raise ConfigError("--samples", "is for --method sobol (Morris: --trajectories)")
+    if args.method == "sobol" and args.trajectories is not None:
+        raise ConfigError("--trajectories", "is for --method morris (Sobol: --samples)")
+    metrics = (
+        tuple(f.strip() for f in args.metrics.split(",") if f.strip())
+        if args.metrics
+        else DEFAULT_METRICS
+    )
+    for f in metrics:
+        if f not in METRICS:
+            raise ConfigError("--metrics", f"unknown figure {f!r} (known: {', '.join(METRICS)})")
+    params = parse_ranges(scenario, args.params) if args.params else default_ranges(scenario)
+    design = Design(
+        method=args.method,
+        trajectories=DEFAULT_TRAJECTORIES if args.trajectories is None else args.trajectories,
+        levels=args.levels,
+        samples=DEFAULT_SAMPLES if args.samples is None else args.samples,
+        seed=SAMPLE_SEED if args.sample_seed is None else args.sample_seed,
+    )
+    runs = design.points(len(params)) * len(seeds)
+    if runs > MAX_RUNS:
+        flag = "--trajectories" if args.method == "morris" else "--samples"
+        raise ConfigError(flag, f"{runs:_} runs planned; at most {MAX_RUNS:_}")
+    _, specs = plan(scenario, params, design, seeds)
+    _preflight(specs)
+    if args.check:
+        return _checked("sensitivity", specs, out)
+    print(
+        f"liqsim sensitivity: scenario '{scenario.name}', {args.method}, {len(params)} parameters, "
+        f"{design.points(len(params))} points x {len(seeds)} seed(s), backend {args.backend} "
+        f"({args.workers} worker(s)) -> {out}",
+        flush=True,
+    )
+    res = _guarded(
+        out,
+        args.force,
+        lambda: run_sensitivity(
+            scenario, params, design, seeds, out, _options(args), metrics=metrics, argv=_argv()
+        ),
+    )
+    if isinstance(res, int):
+        return res
+    _print_report_part(res.folder, "## ", "![sensitivity]")
+    return _finish(res.folder, res.batch)
+
+
+def _add_phase(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "phase",
+        help="phase diagram: amplification over two parameters (heat map, tipping points)",
+        description="Every cell of --x x --y runs every seed with the scenario as given and in "
+        "a comparison arm (default: the frictionless twin, gas, oracle lag and endogenous "
+        "impact off); the cell's value is the ratio of the metric's means. Resumable.",
+    )
+    _common(p)
+    p.add_argument(
+        "--x",
+        required=True,
+        metavar="PATH=V1,V2,...",
+        help="x axis: a scenario parameter and its values, in order "
+        "(markets.*.NAME sets every market)",
+    )
+    p.add_argument("--y", required=True, metavar="PATH=V1,V2,...", help="y axis (as --x)")
+    p.add_argument(
+        "--metric",
+        default="liquidations",
+        help="key figure mapped (default liquidations: defined in every frictionless twin; "
+        "loss figures are often 0 there, map them with --counterfactual none)",
+    )
+    p.add_argument(
+        "--counterfactual",
+        action="append",
+        default=None,
+        metavar="PATH=VALUE|none",
+        help="the comparison arm's overrides (repeatable; default run.gas_enabled=false "
+        "run.oracle_lag_enabled=false run.endogenous_impact=false); 'none': no comparison, "
+        "map the metric's mean",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="tipping point: the first value above this along each row and column "
+        "(default 1.1 for an amplification; none for levels)",
+    )
+    p.set_defaults(func=_phase)
+
+
+def _add_sensitivity(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sensitivity",
+        help="global sensitivity (Morris or Sobol, SALib) of key figures to parameters",
+        description="Sample the parameters over their ranges with SALib, run every point with "
+        "every seed, and rank the parameters by Morris mu* or Sobol ST per figure. Default "
+        "parameters: the stylized ones that matter for cascades (docs/experiments.md).",
+    )
+    _common(p)
+    for action in p._actions:  # one seed per point by default: the design's size is the cost
+        if action.dest == "seeds":
+            action.default, action.help = 1, "seeds per sample point (default 1)"
+    p.set_defaults(seeds=1)
+    p.add_argument("--method", choices=("morris", "sobol"), default="morris")
+    p.add_argument(
+        "--params",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="PATH=LOW:HIGH",
+        help="parameters and ranges (markets.*.NAME sets every market; default: the stylized "
+        "cascade parameters)",
+    )
+    p.add_argument(
+        "--trajectories", type=int, default=None, help="Morris trajectories (default 10)"
+    )
+    p.add_argument("--levels", type=int, default=4, help="Morris grid levels (default 4)")
+    p.add_argument(
+        "--samples", type=int, default=None, help="Sobol base samples, a power of 2 (default 32)"
+    )
+    p.add_argument(
+        "--metrics",
+        default=None,
+        help="figures, comma-separated (default liquidations,notional_usd,shortfall_peak_usd,"
+        "delay_mean_blocks)",
+    )
+    p.add_argument(
+        "--sample-seed", type=int, default=None, help="seed of the SALib sample (fixed default)"
+    )
+    p.set_defaults(func=_sensitivity)
