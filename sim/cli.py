@@ -4,7 +4,7 @@ liqsim run [SCENARIO] --seed N --out DIR [--blocks N] [--set path.to.param=value
            [--force] [--check]
 liqsim demo [--crash F]
 liqsim status DIR ...                   what a run or experiment folder holds (stale: killed)
-liqsim compare | amplify | sweep | phase | sensitivity ...   (sim/experiments/cli.py)
+liqsim compare | amplify | sweep | phase | sensitivity | facts ...   (sim/experiments/cli.py)
 liqsim stress POSITIONS.toml ...       (sim/stress/cli.py)
 
 Exit status: 0 done; 1 the run failed (or some runs of an experiment), what was written is kept

@@ -8,6 +8,7 @@
                    [--counterfactual path=value|none] [--threshold T]
     liqsim sensitivity SCENARIO --method morris|sobol [--params path=low:high ...]
                    [--trajectories R | --samples N] [--metrics a,b]
+    liqsim facts   EXPERIMENT_DIR [--where column=value ...] [--out FILE.md]
 
 User errors (bad scenario, grid, seeds, ``--out``, missing Ray) raise ``ConfigError`` before
 anything runs; ``liqsim`` prints them without a traceback and exits with status 2. A run that
@@ -408,7 +409,7 @@ def _set_default(p: argparse.ArgumentParser, dest: str, value: Any, help_text: s
 
 
 def add_experiment_commands(sub: argparse._SubParsersAction) -> None:
-    """Add compare, amplify, sweep, phase and sensitivity to the ``liqsim`` parser."""
+    """Add compare, amplify, sweep, phase, sensitivity and facts to the ``liqsim`` parser."""
     p = sub.add_parser(
         "compare",
         help="CROSS vs ISOLATED margin, paired on the same seeds (common random numbers)",
@@ -528,6 +529,25 @@ def _phase(args: argparse.Namespace) -> int:
         return res
     _print_report_part(res.folder, "## ", "![phase diagram]")
     return _finish(res.folder, res.batch)
+
+
+def _facts(args: argparse.Namespace) -> int:
+    from sim.experiments.facts import facts_table, run_folders
+    from sim.output.markdown import markdown_table
+    from sim.scenario.loader import ConfigError
+
+    where = {}
+    for text in args.where:
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise ConfigError("--where", f"expected COLUMN=VALUE, got {text!r}")
+        where[key] = value
+    folder = Path(args.experiment)
+    table = markdown_table(facts_table(run_folders(folder, where)))
+    print(table)
+    if args.out:
+        Path(args.out).write_text(table + "\n")
+    return 0
 
 
 def _sensitivity(args: argparse.Namespace) -> int:
@@ -676,3 +696,23 @@ def _add_sensitivity(sub: argparse._SubParsersAction) -> None:
         "--sample-seed", type=int, default=None, help="seed of the SALib sample (fixed default)"
     )
     p.set_defaults(func=_sensitivity)
+
+    p = sub.add_parser(
+        "facts",
+        help="stylized facts of an event scenario's runs beside history",
+        description="Read the runs of an experiment folder (compare, amplify, sweep, phase) and "
+        "print, for each stylized fact of the scenario (march2020, october2025; common facts "
+        "otherwise), what history recorded, its source, and the model's mean over the runs "
+        "with a 95%% t interval.",
+    )
+    p.add_argument("experiment", metavar="EXPERIMENT_DIR", help="an experiment folder")
+    p.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="COLUMN=VALUE",
+        help="only the runs whose results.csv column has this value (repeatable), e.g. "
+        "run.gas_enabled=true",
+    )
+    p.add_argument("--out", default=None, help="also write the table to this Markdown file")
+    p.set_defaults(func=_facts)

@@ -65,6 +65,7 @@ class Recorder:
             "block_fill",
             "background_stress",
             "clearing_tip_gwei",
+            "mean_gas_price_gwei",
             "suggested_tip_gwei",
             "txs",
             "failed_txs",
@@ -278,6 +279,7 @@ class Recorder:
             block_fill=(result.gas_used + result.background_gas_used) / result.block.head.gas_limit,
             background_stress=model.background.stress,
             clearing_tip_gwei=min((t for t, g in result.included_tips if g > 0), default=0) / GWEI,
+            mean_gas_price_gwei=mean_gas_price_wei(result) / GWEI,
             suggested_tip_gwei=model.fee_history.suggest_tip_wei() / GWEI,
             txs=len(result.records),
             failed_txs=sum(1 for r in result.records if r.status == 0),
@@ -356,6 +358,15 @@ def _liquidatable_later(acct: AccountState, book: AccountBook, exogenous: np.nda
 
 
 PRICED_OUT = frozenset({SKIP_FEE_CAP, SKIP_NO_SPACE})
+
+
+def mean_gas_price_wei(result: BlockResult) -> float:
+    """Gas-weighted mean price per gas of everything the block carried (ours and the
+    background's): base fee + tip, as a block explorer's mean gas price."""
+    gas = sum(g for _, g in result.included_tips)
+    if gas <= 0:
+        return float(result.base_fee_wei)
+    return result.base_fee_wei + sum(t * g for t, g in result.included_tips) / gas
 
 
 def _closed_notional(kind: str, a: dict[str, Any], closes: list[dict[str, Any]]) -> int:
