@@ -189,7 +189,7 @@ MARCH_2020 = (
         full_block_share,
     ),
     Fact(
-        "gas price at the margin, fall / calm",
+        "mean gas price, fall / calm",
         "x",
         "about 6x (mean gas price, to about 80 gwei)",
         "Glassnode, via CALIBRATION.md",
