@@ -10,7 +10,7 @@ SCENARIO ?= scenarios/default.toml
 SEED ?= 1
 OUT ?= runs/default-seed$(SEED)
 
-.PHONY: run demo test soak lint contracts bench bench-backends clean
+.PHONY: run demo test soak lint contracts bench bench-backends results clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ lint: $(STAMP)
 
 contracts: $(NODE_STAMP)
 	node contracts/compile.mjs
+
+# The experiments behind the README's results, on the anvil backend (resumable: a rerun reuses
+# finished runs), and docs/results.md written from them (about an hour on 2 cores).
+results: $(STAMP) $(NODE_STAMP)
+	$(PY) -m sim.experiments.results --out runs/results
 
 bench: $(STAMP)
 	$(PY) benchmarks/block_market.py

@@ -89,6 +89,9 @@ def full_block_share(run: Run) -> float:
 def gas_price_multiple(run: Run) -> float:
     """Mean gas price (gas-weighted over everything blocks carried) in the crash over calm."""
 
+    if "mean_gas_price_gwei" not in run.blocks:
+        return np.nan  # a run written before the column existed
+
     def price(frame: pd.DataFrame) -> float:
         return float(frame["mean_gas_price_gwei"].mean())
 

@@ -1,0 +1,240 @@
+"""Regenerate the results the README quotes: ``make results`` (or ``python -m
+sim.experiments.results --out runs/results``).
+
+Runs (or resumes: finished runs are reused) the experiments behind the README's results on the
+anvil backend, then writes ``docs/results.md``: the seeds and the time each experiment took, the
+full factorial's report (main effects, interactions, power) on the default scenario, gas friction
+on vs off paired over seeds on default and march2020, the march2020 regimes where rescues get
+crowded out, and the stylized facts of march2020 and october2025 beside history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from sim.experiments.facts import facts_table, run_folders
+from sim.experiments.stats import mean_ci, paired_difference
+from sim.output.markdown import markdown_table
+
+ROOT = Path(__file__).resolve().parents[2]
+GAS_METRICS = (
+    "liquidations",
+    "delay_mean_blocks",
+    "negative_equity_peak_usd",
+    "shortfall_peak_usd",
+    "trader_losses_usd",
+    "feedback_share_trough",
+    "full_block_share",
+    "liquidations_rescue_priced_out",
+)
+REGIME_METRICS = (
+    "liquidations",
+    "delay_mean_blocks",
+    "negative_equity_peak_usd",
+    "liquidations_rescue_priced_out",
+)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One experiment: its folder name under ``--out`` and its ``liqsim`` arguments."""
+
+    name: str
+    argv: tuple[str, ...]
+
+
+def steps(factorial_seeds: int, seeds: int) -> list[Step]:
+    n, f = str(seeds), str(factorial_seeds)
+    return [
+        Step("amplify-default", ("amplify", "scenarios/default.toml", "--seeds", f)),
+        Step(
+            "gas-default",
+            (
+                "sweep",
+                "scenarios/default.toml",
+                "--grid",
+                "run.gas_enabled=true,false",
+                "--seeds",
+                n,
+            ),
+        ),
+        Step(
+            "gas-march2020",
+            (
+                "sweep",
+                "scenarios/march2020.toml",
+                "--grid",
+                "run.gas_enabled=true,false",
+                "--seeds",
+                n,
+            ),
+        ),
+        Step(
+            "regimes-march2020",
+            (
+                "sweep",
+                "scenarios/march2020.toml",
+                "--grid",
+                "background.ramp_blocks=10,240",
+                "--grid",
+                "liquidators.bid_cap_gwei=60,500",
+                "--seeds",
+                n,
+            ),
+        ),
+        Step(
+            "facts-october2025",
+            ("sweep", "scenarios/october2025.toml", "--grid", "run.gas_enabled=true", "--seeds", n),
+        ),
+    ]
+
+
+def run_step(step: Step, out: Path, workers: int) -> float:
+    """Run (or resume) one experiment with the ``liqsim`` command; returns its wall time in
+    seconds."""
+    argv = [
+        *step.argv,
+        "--chain-backend",
+        "anvil",
+        "--workers",
+        str(workers),
+        "--quiet",
+        "--out",
+        str(out / step.name),
+    ]
+    start = time.perf_counter()
+    code = subprocess.call([sys.executable, "-m", "sim.cli", *argv])
+    if code != 0:
+        raise SystemExit(f"liqsim {' '.join(argv)} exited {code}")
+    return time.perf_counter() - start
+
+
+def paired_table(folder: Path, column: str, on: str, off: str, metrics) -> pd.DataFrame:
+    """Each metric's mean with ``column = on`` and ``= off`` and their paired difference over
+    the seeds both have (95% t intervals)."""
+    r = pd.read_csv(folder / "results.csv")
+    r[column] = r[column].astype(str).str.lower()
+    a = r[r[column] == on].set_index("seed").sort_index()
+    b = r[r[column] == off].set_index("seed").sort_index()
+    seeds = a.index.intersection(b.index)
+    a, b = a.loc[seeds], b.loc[seeds]
+    return pd.DataFrame(
+        [
+            {
+                "metric": m,
+                f"{column}={on}": mean_ci(a[m]).text(),
+                f"{column}={off}": mean_ci(b[m]).text(),
+                "paired difference": paired_difference(a[m], b[m]).text(),
+            }
+            for m in metrics
+        ]
+    )
+
+
+def grouped_table(folder: Path, columns: list[str], metrics) -> pd.DataFrame:
+    """Each group's mean of each metric (95% t intervals) over its seeds."""
+    r = pd.read_csv(folder / "results.csv")
+    rows = []
+    for key, g in r.groupby(columns):
+        row = dict(zip(columns, key if isinstance(key, tuple) else (key,), strict=True))
+        row.update({m: mean_ci(g[m]).text() for m in metrics})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def amplify_sections(folder: Path) -> str:
+    """The amplify report with its headings one level down."""
+    text = (folder / "report.md").read_text()
+    return "\n".join("#" + line if line.startswith("#") else line for line in text.splitlines())
+
+
+def write_results(out: Path, times: dict[str, float], seeds: int, factorial_seeds: int) -> str:
+    def timing() -> str:
+        return "\n".join(f"- `{name}`: {t / 60:.1f} min" for name, t in times.items())
+
+    parts = [
+        "# Results",
+        "",
+        "<!-- Generated by `make results` (sim/experiments/results.py); do not edit by hand. -->",
+        "",
+        f"Regenerated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on the anvil backend: the full "
+        f"factorial with {factorial_seeds} seeds, the other experiments with {seeds} seeds "
+        "(1..N). Time each experiment took here (finished runs are reused, so a rerun only "
+        "redraws):",
+        "",
+        timing(),
+        "",
+        "## Gas friction on vs off, paired over seeds",
+        "",
+        "### default (EIP-1559)",
+        "",
+        markdown_table(
+            paired_table(out / "gas-default", "run.gas_enabled", "true", "false", GAS_METRICS)
+        ),
+        "",
+        "### march2020 (first-price auction)",
+        "",
+        markdown_table(
+            paired_table(out / "gas-march2020", "run.gas_enabled", "true", "false", GAS_METRICS)
+        ),
+        "",
+        "## march2020 regimes: fee level that keeps rising, liquidators' bid cap",
+        "",
+        markdown_table(
+            grouped_table(
+                out / "regimes-march2020",
+                ["background.ramp_blocks", "liquidators.bid_cap_gwei"],
+                REGIME_METRICS,
+            )
+        ),
+        "",
+        "## Stylized facts against history",
+        "",
+        "### march2020",
+        "",
+        markdown_table(
+            facts_table(run_folders(out / "gas-march2020", {"run.gas_enabled": "true"}))
+        ),
+        "",
+        "### october2025",
+        "",
+        markdown_table(facts_table(run_folders(out / "facts-october2025", {}))),
+        "",
+        amplify_sections(out / "amplify-default"),
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sim.experiments.results", description=__doc__)
+    p.add_argument(
+        "--out", default="runs/results", help="experiment folders (default runs/results)"
+    )
+    p.add_argument("--seeds", type=int, default=10, help="seeds of the sweeps (default 10)")
+    p.add_argument(
+        "--factorial-seeds", type=int, default=20, help="seeds of the full factorial (default 20)"
+    )
+    p.add_argument("--workers", type=int, default=2, help="parallel runs (default 2)")
+    p.add_argument("--doc", default=str(ROOT / "docs" / "results.md"), help="file to write")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    times = {}
+    for step in steps(args.factorial_seeds, args.seeds):
+        times[step.name] = run_step(step, out, args.workers)
+        print(f"{step.name}: {times[step.name] / 60:.1f} min", flush=True)
+    Path(args.doc).write_text(write_results(out, times, args.seeds, args.factorial_seeds))
+    print(f"wrote {args.doc}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
