@@ -11,6 +11,8 @@ crowded out, and the stylized facts of march2020 and october2025 beside history.
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import subprocess
 import sys
 import time
@@ -150,15 +152,45 @@ def grouped_table(folder: Path, columns: list[str], metrics) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def amplify_sections(folder: Path) -> str:
-    """The amplify report with its headings one level down."""
+def amplify_sections(folder: Path, images: Path | None = None) -> str:
+    """The amplify report with its headings one level down; with ``images`` (a folder next to
+    the document), its plots are copied there and linked as ``img/...``."""
     text = (folder / "report.md").read_text()
+    if images is not None:
+        images.mkdir(parents=True, exist_ok=True)
+        for png in (folder / "plots").glob("*.png"):
+            shutil.copyfile(png, images / png.name)
+        text = text.replace("](plots/", f"]({images.name}/")
     return "\n".join("#" + line if line.startswith("#") else line for line in text.splitlines())
 
 
-def write_results(out: Path, times: dict[str, float], seeds: int, factorial_seeds: int) -> str:
+def compute_s(folder: Path) -> tuple[int, float]:
+    """(runs, summed wall time of the runs in seconds) from each run's ``timing.json``."""
+    total, n = 0.0, 0
+    for timing in (folder / "runs").glob("*/timing.json"):
+        total += float(json.loads(timing.read_text()).get("total_s", 0.0))
+        n += 1
+    return n, total
+
+
+def write_results(
+    out: Path,
+    times: dict[str, float],
+    seeds: int,
+    factorial_seeds: int,
+    workers: int = 2,
+    images: Path | None = None,
+) -> str:
     def timing() -> str:
-        return "\n".join(f"- `{name}`: {t / 60:.1f} min" for name, t in times.items())
+        lines = []
+        for name, t in times.items():
+            n, total = compute_s(out / name)
+            lines.append(
+                f"- `{name}`: {n} runs, {total / 60:.1f} min of run time (about "
+                f"{total / 60 / workers:.1f} min on {workers} workers); this regeneration "
+                f"{t / 60:.1f} min"
+            )
+        return "\n".join(lines)
 
     parts = [
         "# Results",
@@ -167,8 +199,8 @@ def write_results(out: Path, times: dict[str, float], seeds: int, factorial_seed
         "",
         f"Regenerated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on the anvil backend: the full "
         f"factorial with {factorial_seeds} seeds, the other experiments with {seeds} seeds "
-        "(1..N). Time each experiment took here (finished runs are reused, so a rerun only "
-        "redraws):",
+        "(1..N). What each experiment costs on this machine (finished runs are reused, so a "
+        "rerun only redraws):",
         "",
         timing(),
         "",
@@ -208,7 +240,7 @@ def write_results(out: Path, times: dict[str, float], seeds: int, factorial_seed
         "",
         markdown_table(facts_table(run_folders(out / "facts-october2025", {}))),
         "",
-        amplify_sections(out / "amplify-default"),
+        amplify_sections(out / "amplify-default", images),
         "",
     ]
     return "\n".join(parts)
@@ -231,7 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     for step in steps(args.factorial_seeds, args.seeds):
         times[step.name] = run_step(step, out, args.workers)
         print(f"{step.name}: {times[step.name] / 60:.1f} min", flush=True)
-    Path(args.doc).write_text(write_results(out, times, args.seeds, args.factorial_seeds))
+    doc = Path(args.doc)
+    images = doc.parent / "img"
+    text = write_results(out, times, args.seeds, args.factorial_seeds, args.workers, images)
+    doc.write_text(text)
     print(f"wrote {args.doc}")
     return 0
 
