@@ -344,20 +344,12 @@ def _amplify(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace) -> int:
     from sim.experiments.common import MAX_RUNS
-    from sim.experiments.metrics import METRICS
     from sim.experiments.sweep import PLOT_METRICS, parse_grids, plan, run_sweep
     from sim.scenario.loader import ConfigError
 
     scenario, seeds, out = _setup(args, "sweep")
     grids = parse_grids(args.grid)
-    metrics = (
-        tuple(f.strip() for f in args.figures.split(",") if f.strip())
-        if args.figures
-        else PLOT_METRICS
-    )
-    for f in metrics:
-        if f not in METRICS:
-            raise ConfigError("--figures", f"unknown figure {f!r} (known: {', '.join(METRICS)})")
+    metrics = _figures(args.figures, PLOT_METRICS, "--figures")
     points = 1
     for v in grids.values():
         points *= len(v)
@@ -531,6 +523,18 @@ def _phase(args: argparse.Namespace) -> int:
     return _finish(res.folder, res.batch)
 
 
+def _figures(text: str | None, default: tuple[str, ...], flag: str) -> tuple[str, ...]:
+    """Comma-separated figure names (``default`` when not given), each a known metric."""
+    from sim.experiments.metrics import METRICS
+    from sim.scenario.loader import ConfigError
+
+    figures = tuple(f.strip() for f in text.split(",") if f.strip()) if text else default
+    for f in figures:
+        if f not in METRICS:
+            raise ConfigError(flag, f"unknown figure {f!r} (known: {', '.join(METRICS)})")
+    return figures
+
+
 def _facts(args: argparse.Namespace) -> int:
     from sim.experiments.facts import facts_table, run_folders
     from sim.output.markdown import markdown_table
@@ -552,7 +556,6 @@ def _facts(args: argparse.Namespace) -> int:
 
 def _sensitivity(args: argparse.Namespace) -> int:
     from sim.experiments.common import MAX_RUNS
-    from sim.experiments.metrics import METRICS
     from sim.experiments.sensitivity import (
         DEFAULT_METRICS,
         DEFAULT_SAMPLES,
@@ -571,14 +574,7 @@ def _sensitivity(args: argparse.Namespace) -> int:
         raise ConfigError("--samples", "is for --method sobol (Morris: --trajectories)")
     if args.method == "sobol" and args.trajectories is not None:
         raise ConfigError("--trajectories", "is for --method morris (Sobol: --samples)")
-    metrics = (
-        tuple(f.strip() for f in args.metrics.split(",") if f.strip())
-        if args.metrics
-        else DEFAULT_METRICS
-    )
-    for f in metrics:
-        if f not in METRICS:
-            raise ConfigError("--metrics", f"unknown figure {f!r} (known: {', '.join(METRICS)})")
+    metrics = _figures(args.metrics, DEFAULT_METRICS, "--metrics")
     params = parse_ranges(scenario, args.params) if args.params else default_ranges(scenario)
     design = Design(
         method=args.method,
