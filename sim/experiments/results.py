@@ -5,7 +5,8 @@ Runs (or resumes: finished runs are reused) the experiments behind the README's 
 anvil backend, then writes ``docs/results.md``: the seeds and the time each experiment took, the
 full factorial's report (main effects, interactions, power) on the default scenario, gas friction
 on vs off paired over seeds on default and march2020, the march2020 regimes where rescues get
-crowded out, and the stylized facts of march2020 and october2025 beside history.
+crowded out, the stylized facts of march2020 and october2025 beside history, and the Morris
+screening of the stylized parameters on the default scenario.
 """
 
 from __future__ import annotations
@@ -96,6 +97,10 @@ def steps(factorial_seeds: int, seeds: int) -> list[Step]:
             "facts-october2025",
             ("sweep", "scenarios/october2025.toml", "--grid", "run.gas_enabled=true", "--seeds", n),
         ),
+        Step(
+            "sensitivity-default",
+            ("sensitivity", "scenarios/default.toml", "--method", "morris", "--trajectories", "10"),
+        ),
     ]
 
 
@@ -153,8 +158,13 @@ def grouped_table(folder: Path, columns: list[str], metrics) -> pd.DataFrame:
 
 
 def amplify_sections(folder: Path, images: Path | None = None) -> str:
-    """The amplify report with its headings one level down; with ``images`` (a folder next to
-    the document), its plots are copied there and linked as ``img/...``."""
+    """The amplify report (see :func:`report_sections`)."""
+    return report_sections(folder, images)
+
+
+def report_sections(folder: Path, images: Path | None = None) -> str:
+    """An experiment's report with its headings one level down; with ``images`` (a folder next
+    to the document), its plots are copied there and linked as ``img/...``."""
     text = (folder / "report.md").read_text()
     if images is not None:
         images.mkdir(parents=True, exist_ok=True)
@@ -241,6 +251,8 @@ def write_results(
         markdown_table(facts_table(run_folders(out / "facts-october2025", {}))),
         "",
         amplify_sections(out / "amplify-default", images),
+        "",
+        report_sections(out / "sensitivity-default", images),
         "",
     ]
     return "\n".join(parts)
