@@ -4,15 +4,33 @@ from __future__ import annotations
 
 import pandas as pd
 
-from sim.experiments.results import amplify_sections, grouped_table, paired_table, steps
+from sim.experiments.results import grouped_table, paired_table, report_sections, steps
 
 
 def _results(tmp_path):
     rows = []
     for seed in (1, 2, 3):
-        rows.append({"run.gas_enabled": True, "seed": seed, "x": 10.0 + seed, "ramp": 10})
-        rows.append({"run.gas_enabled": False, "seed": seed, "x": 4.0 + 2 * seed, "ramp": 240})
-    rows.append({"run.gas_enabled": True, "seed": 9, "x": 1000.0, "ramp": 10})  # unpaired
+        rows.append(
+            {
+                "run.gas_enabled": True,
+                "seed": seed,
+                "x": 10.0 + seed,
+                "ramp": 10,
+                "state": "complete",
+            }
+        )
+        rows.append(
+            {
+                "run.gas_enabled": False,
+                "seed": seed,
+                "x": 4.0 + 2 * seed,
+                "ramp": 240,
+                "state": "complete",
+            }
+        )
+    rows.append(
+        {"run.gas_enabled": True, "seed": 9, "x": 1000.0, "ramp": 10, "state": "complete"}
+    )  # unpaired
     pd.DataFrame(rows).to_csv(tmp_path / "results.csv", index=False)
     return tmp_path
 
@@ -30,9 +48,9 @@ def test_grouped_table_one_row_per_group(tmp_path):
     assert table["x"].iloc[1].startswith("8 [")
 
 
-def test_amplify_sections_moves_headings_down(tmp_path):
+def test_report_sections_moves_headings_down(tmp_path):
     (tmp_path / "report.md").write_text("# Title\ntext\n## Part\n")
-    assert amplify_sections(tmp_path) == "## Title\ntext\n### Part"
+    assert report_sections(tmp_path) == "## Title\ntext\n### Part"
 
 
 def test_the_steps_name_their_seeds():

@@ -24,7 +24,8 @@ from pathlib import Path
 import pandas as pd
 
 from sim.experiments.facts import facts_table, run_folders
-from sim.experiments.stats import mean_ci, paired_difference
+from sim.experiments.stats import Interval, mean_ci, paired_difference
+from sim.experiments.sweep import summarize_grid
 from sim.output.markdown import markdown_table
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -147,19 +148,22 @@ def paired_table(folder: Path, column: str, on: str, off: str, metrics) -> pd.Da
 
 
 def grouped_table(folder: Path, columns: list[str], metrics) -> pd.DataFrame:
-    """Each group's mean of each metric (95% t intervals) over its seeds."""
-    r = pd.read_csv(folder / "results.csv")
-    rows = []
-    for key, g in r.groupby(columns):
-        row = dict(zip(columns, key if isinstance(key, tuple) else (key,), strict=True))
-        row.update({m: mean_ci(g[m]).text() for m in metrics})
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def amplify_sections(folder: Path, images: Path | None = None) -> str:
-    """The amplify report (see :func:`report_sections`)."""
-    return report_sections(folder, images)
+    """Each group's mean of each metric (95% t intervals) over its seeds: the sweep's own
+    per-point summary (:func:`sim.experiments.sweep.summarize_grid`), as text."""
+    summary = summarize_grid(pd.read_csv(folder / "results.csv"), columns, metrics)
+    table = summary[columns].copy()
+    for m in metrics:
+        table[m] = [
+            Interval(est, low, high, int(n), "t").text()
+            for est, low, high, n in zip(
+                summary[f"{m}_mean"],
+                summary[f"{m}_ci_low"],
+                summary[f"{m}_ci_high"],
+                summary["seeds"],
+                strict=True,
+            )
+        ]
+    return table
 
 
 def report_sections(folder: Path, images: Path | None = None) -> str:
@@ -250,7 +254,7 @@ def write_results(
         "",
         markdown_table(facts_table(run_folders(out / "facts-october2025", {}))),
         "",
-        amplify_sections(out / "amplify-default", images),
+        report_sections(out / "amplify-default", images),
         "",
         report_sections(out / "sensitivity-default", images),
         "",
