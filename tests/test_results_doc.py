@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from sim.api import resolve_scenario
+from sim.experiments import phase
 from sim.experiments.results import grouped_table, paired_table, report_sections, steps
 
 
@@ -56,3 +58,20 @@ def test_report_sections_moves_headings_down(tmp_path):
 def test_the_steps_name_their_seeds():
     named = {s.name: s.argv for s in steps(20, 10)}
     assert named["amplify-default"][-1] == "20" and named["gas-default"][-1] == "10"
+
+
+def test_the_phase_step_shares_one_comparison_run_per_row():
+    """The phase diagram's comparison arm pins every market's depth to the scenario's own: depth
+    is read only by the impact model, which the frictionless twin switches off, so one
+    comparison run per seed serves a whole row of depths."""
+    argv = {s.name: s.argv for s in steps(3, 2)}["phase-default"]
+    value = {a: argv[i + 1] for i, a in enumerate(argv) if a in ("--x", "--y")}
+    pinned = [argv[i + 1] for i, a in enumerate(argv) if a == "--counterfactual"]
+    x, y = phase.parse_axis(value["--x"], "--x"), phase.parse_axis(value["--y"], "--y")
+    specs = phase.plan(resolve_scenario(argv[1]), x, y, [1, 2, 3], phase.parse_comparison(pinned))
+    comparison = [s for s in specs if s.label_dict["arm"] == "comparison"]
+    scenario = [s for s in specs if s.label_dict["arm"] == "scenario"]
+    assert len(comparison) == len(scenario) == len(x.values) * len(y.values) * 3
+    assert len({s.key for s in scenario}) == len(scenario)
+    assert len({s.key for s in comparison}) == len(y.values) * 3
+    assert all("endogenous_impact = false" in s.scenario_toml for s in comparison)

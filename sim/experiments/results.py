@@ -47,6 +47,24 @@ REGIME_METRICS = (
 )
 
 
+#: The phase diagram's x axis: every market's public 1% depth, from a tenth of ETH's (Kaiko) to
+#: BTC's (the scenario's ETH 46 M USD and BTC 115 M USD are in the range).
+PHASE_DEPTHS_USD = ("5000000", "10000000", "20000000", "46000000", "115000000")
+#: The frictionless twin with the scenario's own depths: without endogenous impact the depth is
+#: never read, so one comparison run per seed and margin mode serves the whole row.
+PHASE_COMPARISON = tuple(
+    arg
+    for override in (
+        "run.gas_enabled=false",
+        "run.oracle_lag_enabled=false",
+        "run.endogenous_impact=false",
+        "markets.0.external_depth_usd=46000000",
+        "markets.1.external_depth_usd=115000000",
+    )
+    for arg in ("--counterfactual", override)
+)
+
+
 @dataclass(frozen=True)
 class Step:
     """One experiment: its folder name under ``--out`` and its ``liqsim`` arguments."""
@@ -97,6 +115,20 @@ def steps(factorial_seeds: int, seeds: int) -> list[Step]:
         Step(
             "facts-october2025",
             ("sweep", "scenarios/october2025.toml", "--grid", "run.gas_enabled=true", "--seeds", n),
+        ),
+        Step(
+            "phase-default",
+            (
+                "phase",
+                "scenarios/default.toml",
+                "--x",
+                "markets.*.external_depth_usd=" + ",".join(PHASE_DEPTHS_USD),
+                "--y",
+                "traders.cross_fraction=0,1",
+                *PHASE_COMPARISON,
+                "--seeds",
+                f,
+            ),
         ),
         Step(
             "sensitivity-default",
@@ -255,6 +287,8 @@ def write_results(
         markdown_table(facts_table(run_folders(out / "facts-october2025", {}))),
         "",
         report_sections(out / "amplify-default", images),
+        "",
+        report_sections(out / "phase-default", images),
         "",
         report_sections(out / "sensitivity-default", images),
         "",
