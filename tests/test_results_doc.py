@@ -55,6 +55,16 @@ def test_report_sections_moves_headings_down(tmp_path):
     assert report_sections(tmp_path) == "## Title\ntext\n### Part"
 
 
+def test_report_sections_keeps_two_experiments_plots_apart(tmp_path):
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "amplify.png").write_bytes(b"png")
+    (tmp_path / "report.md").write_text("![a](plots/amplify.png)\n")
+    images = tmp_path / "doc" / "img"
+    text = report_sections(tmp_path, images, prefix="march2020_")
+    assert text == "![a](img/march2020_amplify.png)"
+    assert (images / "march2020_amplify.png").read_bytes() == b"png"
+
+
 def test_the_steps_name_their_seeds():
     named = {s.name: s.argv for s in steps(20, 10)}
     assert named["amplify-default"][-1] == "20" and named["gas-default"][-1] == "10"
