@@ -6,16 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
+
+from sim.output.jsonable import json_float as _f
 
 RESCUE_LABELS = frozenset({"topup", "derisk", "stop"})  # agents.trader's rescue actions (RESCUES)
 LONG_WAIT_BLOCKS = 3  # a rescue or report that waited this long was crowded out for a while
-
-
-def _f(x: Any) -> float | None:
-    x = float(x)
-    return None if np.isnan(x) else round(x, 6)
 
 
 def longest_run(flags: pd.Series) -> int:

@@ -9,14 +9,7 @@ import numpy as np
 import pandas as pd
 
 from sim.output.block_space import block_space
-
-
-def _f(x: Any) -> float | None:
-    """JSON-friendly float (None for NaN)."""
-    if x is None:
-        return None
-    x = float(x)
-    return None if np.isnan(x) else round(x, 6)
+from sim.output.jsonable import json_float as _f
 
 
 def gas_by_kind(
