@@ -75,6 +75,17 @@ class Step:
 
 def steps(factorial_seeds: int, seeds: int) -> list[Step]:
     n, f = str(seeds), str(factorial_seeds)
+    phase_argv = (
+        "phase",
+        "scenarios/default.toml",
+        "--x",
+        "markets.*.external_depth_usd=" + ",".join(PHASE_DEPTHS_USD),
+        "--y",
+        "traders.cross_fraction=0,1",
+        *PHASE_COMPARISON,
+        "--seeds",
+        f,
+    )
     return [
         Step("amplify-default", ("amplify", "scenarios/default.toml", "--seeds", f)),
         Step(
@@ -117,18 +128,17 @@ def steps(factorial_seeds: int, seeds: int) -> list[Step]:
             ("sweep", "scenarios/october2025.toml", "--grid", "run.gas_enabled=true", "--seeds", n),
         ),
         Step("amplify-march2020", ("amplify", "scenarios/march2020.toml", "--seeds", n)),
+        Step("phase-default", phase_argv),
         Step(
-            "phase-default",
+            # the same runs mapped on trader losses: counts miss the losses of accounts left
+            # under water (no new run: the runs folder is the phase diagram's)
+            "phase-default-losses",
             (
-                "phase",
-                "scenarios/default.toml",
-                "--x",
-                "markets.*.external_depth_usd=" + ",".join(PHASE_DEPTHS_USD),
-                "--y",
-                "traders.cross_fraction=0,1",
-                *PHASE_COMPARISON,
-                "--seeds",
-                f,
+                *phase_argv,
+                "--metric",
+                "trader_losses_usd",
+                "--runs-dir",
+                "{out}/phase-default/runs",
             ),
         ),
         Step(
@@ -139,10 +149,10 @@ def steps(factorial_seeds: int, seeds: int) -> list[Step]:
 
 
 def run_step(step: Step, out: Path, workers: int) -> float:
-    """Run (or resume) one experiment with the ``liqsim`` command; returns its wall time in
-    seconds."""
+    """Run (or resume) one experiment with the ``liqsim`` command (``{out}`` in its arguments
+    stands for ``out``); returns its wall time in seconds."""
     argv = [
-        *step.argv,
+        *(a.replace("{out}", str(out)) for a in step.argv),
         "--chain-backend",
         "anvil",
         "--workers",
@@ -293,6 +303,8 @@ def write_results(
         report_sections(out / "amplify-march2020", images, prefix="march2020_"),
         "",
         report_sections(out / "phase-default", images),
+        "",
+        report_sections(out / "phase-default-losses", images, prefix="losses_"),
         "",
         report_sections(out / "sensitivity-default", images),
         "",
