@@ -247,3 +247,14 @@ def test_cli_phase_user_errors_exit_2(extra, message, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
     assert not (tmp_path / "x").exists()
+
+
+def test_heat_map_colours_are_symmetric_in_the_ratio():
+    """x k and / k get the same depth of colour; a cell at 0.99 beside one at 1.35 is pale,
+    not the deepest blue."""
+    norm = phase._norm(np.array([0.99, 1.35]), ratio=True)
+    assert norm(1.35) == pytest.approx(1.0)
+    assert norm(1 / 1.35) == pytest.approx(0.0)
+    assert 0.45 < norm(0.99) < 0.5
+    assert phase._norm(np.array([1.0]), ratio=True)(1.1) == pytest.approx(1.0)
+    assert phase._norm(np.array([5.0]), ratio=False) is None

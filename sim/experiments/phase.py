@@ -309,11 +309,15 @@ def label(v: Any) -> str:
 
 
 def _norm(finite: np.ndarray, ratio: bool):
-    """Amplification: diverging around 1 (blue below, red above); levels: linear."""
+    """Amplification: diverging around 1 (blue below, red above), symmetric in the ratio (x k
+    and / k get the same depth of colour, and at least 1.1 and 1/1.1 span the scale, so a cell
+    at 0.99 is not painted deep blue); levels: linear."""
     if not ratio or not len(finite):
         return None
-    lo, hi = min(float(finite.min()), 0.99), max(float(finite.max()), 1.01)
-    return TwoSlopeNorm(vcenter=1.0, vmin=lo, vmax=hi)
+    positive = finite[finite > 0]
+    lo = float(positive.min()) if len(positive) else 1.0
+    span = max(float(finite.max()), 1.0 / lo, 1.1)
+    return TwoSlopeNorm(vcenter=1.0, vmin=1.0 / span, vmax=span)
 
 
 def _text_color(rgba) -> str:
