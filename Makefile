@@ -10,12 +10,12 @@ SCENARIO ?= scenarios/default.toml
 SEED ?= 1
 OUT ?= runs/default-seed$(SEED)
 
-.PHONY: run demo test soak lint contracts bench bench-backends results clean
+.PHONY: run demo viz test soak lint contracts bench bench-backends results clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,ray]'
+	$(PY) -m pip install --quiet -e '.[dev,ray,viz]'
 	touch $(STAMP)
 
 $(NODE_STAMP): package.json package-lock.json
@@ -27,6 +27,10 @@ run: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/liqsim demo
+
+# The dashboard on the default scenario (docs/dashboard.md): prints its URL, Ctrl-C stops it.
+viz: $(STAMP)
+	$(VENV)/bin/liqsim viz $(SCENARIO)
 
 test: $(STAMP) $(NODE_STAMP)
 	$(VENV)/bin/ruff check .

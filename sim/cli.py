@@ -4,6 +4,7 @@ liqsim run [SCENARIO] --seed N --out DIR [--blocks N] [--set path.to.param=value
            [--force] [--check]
 liqsim demo [--crash F]
 liqsim status DIR ...                   what a run or experiment folder holds (stale: killed)
+liqsim viz [SCENARIO] [--replay DIR] [--port N] [--host H] [--no-browser]   dashboard (sim/viz)
 liqsim compare | amplify | sweep | phase | sensitivity | facts ...   (sim/experiments/cli.py)
 liqsim stress POSITIONS.toml ...       (sim/stress/cli.py)
 
@@ -243,6 +244,22 @@ def _status(args: argparse.Namespace) -> int:
     return code
 
 
+# ------------------------------------------------------------------ viz
+
+
+def _viz(args: argparse.Namespace) -> int:
+    """The dashboard (sim/viz): every check first (exit 2), then serve until Ctrl-C."""
+    from sim.scenario.schema import check_seed
+    from sim.viz.server import check_request, serve
+
+    check_seed(args.seed)
+    request = check_request(
+        args.scenario, args.replay, args.host, args.port, args.seed, not args.no_browser
+    )
+    serve(request)
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------ parser
 
 
@@ -309,6 +326,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("folders", nargs="+", metavar="DIR", help="run or experiment folder")
     status.set_defaults(func=_status)
+
+    viz = sub.add_parser(
+        "viz",
+        help="dashboard in the browser: a live run (Mesa SolaraViz) or the replay of a run folder",
+    )
+    viz.add_argument(
+        "scenario", nargs="?", default=None, help="scenario TOML (default: scenarios/default.toml)"
+    )
+    viz.add_argument("--replay", metavar="DIR", default=None, help="replay a finished run folder")
+    viz.add_argument("--seed", type=int, default=1, help="initial seed of the live run (default 1)")
+    viz.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: a free one)")
+    viz.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    viz.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    viz.set_defaults(func=_viz)
 
     from sim.experiments.cli import add_experiment_commands  # compare, amplify, sweep, ...
     from sim.stress.cli import add_stress_command

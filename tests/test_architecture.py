@@ -31,11 +31,13 @@ ALLOWED: dict[str, set[str]] = {
     "stress": {"exchange", "chain", "output", "scenario", "units"},
     "demo": {"exchange", "chain", "units"},
     "plugin": {"exchange", "chain"},
+    "viz": {"run", "model", "output", "scenario", "units"},
     "cli": {
         "run",
         "experiments",
         "stress",
         "demo",
+        "viz",
         "scenario",
         "output",
         "units",
