@@ -13,7 +13,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sim.api import run_scenario
 from sim.cli import main
 from sim.scenario.loader import ConfigError
 from sim.viz import server
@@ -25,14 +24,6 @@ from sim.viz.replay import ReplayModel
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "scenarios" / "tiny.toml"
 PNG = b"\x89PNG"
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    """A finished run folder of scenarios/tiny.toml, seed 1 (what ``liqsim run`` writes)."""
-    out = tmp_path_factory.mktemp("viz") / "tiny-seed1"
-    run_scenario(TINY, seed=1, out=out, counterfactual=False, plots=False)
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,6 @@ from pathlib import Path
 
 import pytest
 
-from sim.api import run_scenario
-
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "scenarios" / "tiny.toml"
 REQUIRED = os.environ.get("LIQSIM_REQUIRE_BROWSER") == "1"
@@ -105,13 +103,6 @@ def _stop(proc: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def live_url() -> Iterator[str]:
     yield from _serve(str(TINY))
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("viz-browser") / "tiny-seed1"
-    run_scenario(TINY, seed=1, out=out, counterfactual=False, plots=False)
-    return out
 
 
 @pytest.fixture(scope="module")

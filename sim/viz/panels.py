@@ -140,23 +140,11 @@ def liquidations_figure(snap: Snapshot) -> Figure:
     if len(liq):
         by_block = liq.groupby("block")[["contagion_notional_usd", "spillover_notional_usd"]].sum()
         cum = by_block.cumsum() / 1e3
-        twin.step(
-            cum.index,
-            cum["contagion_notional_usd"],
-            where="post",
-            color="k",
-            lw=1.2,
-            label="contagion notional (cum.)",
-        )
-        twin.step(
-            cum.index,
-            cum["spillover_notional_usd"],
-            where="post",
-            color="0.5",
-            lw=1.2,
-            ls="--",
-            label="spillover notional (cum.)",
-        )
+        for column, color, ls, label in (
+            ("contagion_notional_usd", "k", "-", "contagion notional (cum.)"),
+            ("spillover_notional_usd", "0.5", "--", "spillover notional (cum.)"),
+        ):
+            twin.step(cum.index, cum[column], where="post", color=color, lw=1.2, ls=ls, label=label)
     twin.set_ylabel("k USD (cumulative)")
     twin.set_ylim(bottom=0)
     n_cross = int((liq["mode"] == "cross").sum())
