@@ -243,6 +243,12 @@ def write_results(
         lines = []
         for name, t in times.items():
             n, total = compute_s(out / name)
+            if n == 0:
+                lines.append(
+                    f"- `{name}`: no runs of its own (it maps another experiment's runs); this "
+                    f"regeneration {t / 60:.1f} min"
+                )
+                continue
             lines.append(
                 f"- `{name}`: {n} runs, {total / 60:.1f} min of run time (about "
                 f"{total / 60 / workers:.1f} min on {workers} workers); this regeneration "
