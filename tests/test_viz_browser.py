@@ -141,8 +141,26 @@ def _step(page, times: int, total: int) -> None:
         _wait_counter(page, f"block {start + i} / {total}")
 
 
-def _panel_image(page, name: str) -> bytes:
-    return page.locator(f".liqsim-panel-{name}").first.screenshot()
+# The panel's pixels, read in one go inside the page (the panel's element is replaced on every
+# redraw, so a Playwright element screenshot can find it detached midway); null until loaded.
+PANEL_PIXELS = """n => {
+    const e = document.querySelector('.liqsim-panel-' + n);
+    const img = e === null ? null : (e.tagName === 'IMG' ? e : e.querySelector('img'));
+    if (img === null || !img.complete || img.naturalWidth === 0) return null;
+    const c = document.createElement('canvas');
+    c.width = img.naturalWidth;
+    c.height = img.naturalHeight;
+    c.getContext('2d').drawImage(img, 0, 0);
+    return c.toDataURL();
+}"""
+
+
+def _panel_image(page, name: str) -> str:
+    deadline = time.monotonic() + UI_TIMEOUT_MS / 1000
+    while (pixels := page.evaluate(PANEL_PIXELS, name)) is None:
+        assert time.monotonic() < deadline, f"the {name} panel never showed an image"
+        time.sleep(0.25)
+    return pixels
 
 
 def test_live_page_steps_draws_and_resets_on_a_parameter_change(page, live_url, tmp_path):
