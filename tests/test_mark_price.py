@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 from decimal import Decimal, getcontext
+from pathlib import Path
 
 import pytest
 
@@ -316,3 +317,22 @@ def test_the_models_mirror_margins_at_the_chains_price(source):
     if source == "mark":
         assert m.view.book.mark_basis[0].denominator > 0  # the EMA took samples
     assert len(m.recorder.tables()["liquidations"]) > 0
+
+
+def test_blocks_table_records_the_margin_price():
+    """The blocks table has each market's margin price: the oracle's under margin_price =
+    index, the robust mark (between the oracle and the venue) under mark."""
+    from sim.api import run_scenario
+    from sim.output.plots import margin_series
+
+    tiny = Path(__file__).resolve().parents[1] / "scenarios" / "tiny.toml"
+    index = run_scenario(tiny, seed=1, counterfactual=False, plots=False).blocks
+    assert index["ETH_margin_usd"].equals(index["ETH_oracle_usd"])
+    assert margin_series(index, "ETH") is None
+    mark = run_scenario(
+        tiny, seed=1, counterfactual=False, plots=False, overrides=["exchange.margin_price=mark"]
+    ).blocks
+    lo = mark[["ETH_oracle_usd", "ETH_venue_usd"]].min(axis=1)
+    hi = mark[["ETH_oracle_usd", "ETH_venue_usd"]].max(axis=1)
+    assert ((mark["ETH_margin_usd"] >= lo - 1e-6) & (mark["ETH_margin_usd"] <= hi + 1e-6)).all()
+    assert margin_series(mark, "ETH") is not None

@@ -23,6 +23,16 @@ def save_figure(fig, path: Path) -> Path:
     return path
 
 
+def margin_series(blocks: pd.DataFrame, market: str) -> pd.Series | None:
+    """The price margin was checked at in ``market``, where it is not simply the oracle's
+    (``exchange.margin_price`` = mark or venue); None otherwise, and for run folders written
+    before the column existed."""
+    col = f"{market}_margin_usd"
+    if col not in blocks or blocks[col].equals(blocks[f"{market}_oracle_usd"]):
+        return None
+    return blocks[col]
+
+
 def plot_prices(
     blocks: pd.DataFrame, liquidations: pd.DataFrame, names: list[str], path: Path
 ) -> Path:
@@ -51,6 +61,9 @@ def plot_prices(
             color="tab:orange",
             lw=0.9,
         )
+        margin = margin_series(blocks, n)
+        if margin is not None:
+            ax.plot(blocks["block"], margin, label="margin price", color="tab:green", lw=1.0)
         hit = (
             liquidations[liquidations["markets"].str.contains(n, regex=False)]
             if not liquidations.empty

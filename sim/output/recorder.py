@@ -55,7 +55,8 @@ class Recorder:
     def _columns(self) -> list[str]:
         cols = ["block", "chain_block", "timestamp_s"]
         for n in self.market_names:
-            cols += [f"{n}_external_usd", f"{n}_oracle_usd", f"{n}_venue_usd", f"{n}_oracle_age_s"]
+            cols += [f"{n}_external_usd", f"{n}_oracle_usd", f"{n}_venue_usd", f"{n}_margin_usd"]
+            cols += [f"{n}_oracle_age_s"]
             cols += [f"{n}_impact", f"{n}_spillover_impact"]
         cols += [
             "base_fee_gwei",
@@ -265,6 +266,7 @@ class Recorder:
             row[f"{n}_external_usd"] = model.external.price(i, model.block)
             row[f"{n}_oracle_usd"] = view.oracles[i].price_e8 / 1e8
             row[f"{n}_venue_usd"] = view.venues[i].mark_e8 / 1e8
+            row[f"{n}_margin_usd"] = prices[i] / 1e8
             row[f"{n}_oracle_age_s"] = result.block.timestamp - view.oracles[i].updated_at_s
             impact = model.external.impact(i, model.block)
             row[f"{n}_impact"] = impact

@@ -13,6 +13,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from sim.output.plots import margin_series
 from sim.viz.snapshot import Snapshot
 
 DPI = 80
@@ -89,6 +90,9 @@ def prices_figure(snap: Snapshot) -> Figure:
         ax.plot(
             b["block"], b[f"{name}_venue_usd"], color="#ff7f0e", lw=0.9, alpha=0.8, label="venue"
         )
+        margin = margin_series(b, name)
+        if margin is not None:
+            ax.plot(b["block"], margin, color="#2ca02c", lw=1.0, label="margin price")
         here = _liquidations_in(liq, name)
         oracle = b.set_index("block")[f"{name}_oracle_usd"]
         for mode, rows in here.groupby("mode"):
