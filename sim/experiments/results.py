@@ -128,6 +128,7 @@ def steps(factorial_seeds: int, seeds: int) -> list[Step]:
             ("sweep", "scenarios/october2025.toml", "--grid", "run.gas_enabled=true", "--seeds", n),
         ),
         Step("amplify-march2020", ("amplify", "scenarios/march2020.toml", "--seeds", n)),
+        Step("amplify-october2025", ("amplify", "scenarios/october2025.toml", "--seeds", n)),
         Step("phase-default", phase_argv),
         Step(
             # the same runs mapped on trader losses: counts miss the losses of accounts left
@@ -307,6 +308,8 @@ def write_results(
         report_sections(out / "amplify-default", images),
         "",
         report_sections(out / "amplify-march2020", images, prefix="march2020_"),
+        "",
+        report_sections(out / "amplify-october2025", images, prefix="october2025_"),
         "",
         report_sections(out / "phase-default", images),
         "",
