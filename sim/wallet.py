@@ -229,6 +229,8 @@ class Wallet:
 
     def pending(self) -> tuple[Pending, ...]:
         """Our pending transactions, oldest first (what the agent's view shows)."""
+        if not self.in_flight:  # most agents, most blocks
+            return ()
         return tuple(self._pending(f) for f in self.in_flight.values())
 
     def included(self, record: TxRecord) -> None:

@@ -8,6 +8,7 @@ same accounts, on any machine, with no hidden randomness.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from coincurve import PrivateKey
 from eth_hash.auto import keccak
@@ -44,6 +45,13 @@ def address_of(private_key: bytes) -> str:
     """Checksum address of a 32-byte private key."""
     public = PrivateKey(private_key).public_key.format(compressed=False)[1:]
     return to_checksum_address(keccak(public)[-20:])
+
+
+@lru_cache(maxsize=4096)
+def checksum_address(address: str) -> str:
+    """``to_checksum_address``, remembered: a pure function of its argument, and a run meets
+    the same few hundred addresses in every block's events and transactions."""
+    return to_checksum_address(address)
 
 
 def derive_accounts(seed: int, count: int) -> list[DevAccount]:

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_abi import decode as abi_decode
-from eth_utils import event_abi_to_log_topic, to_checksum_address
+from eth_utils import event_abi_to_log_topic
 
+from sim.chain.accounts import checksum_address
 from sim.chain.artifacts import all_abi_entries
 from sim.chain.backend import RawLog
 
@@ -39,7 +40,7 @@ def _type_str(param: dict) -> str:
 
 def _normalize(value: Any, abi_type: str) -> Any:
     if abi_type == "address":
-        return to_checksum_address(value)
+        return checksum_address(value)
     return value
 
 
@@ -82,7 +83,7 @@ class EventDecoder:
             values = abi_decode([t for _, t in spec.data], bytes(log.data))
             for (name, typ), v in zip(spec.data, values, strict=True):
                 args[name] = _normalize(v, typ)
-        return Event(spec.name, to_checksum_address(log.address), args, block, tx_index, log_index)
+        return Event(spec.name, checksum_address(log.address), args, block, tx_index, log_index)
 
     def decode_all(self, logs: Iterable[RawLog], block: int = 0, tx_index: int = 0) -> list[Event]:
         """Decode every known log, in order."""

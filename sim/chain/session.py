@@ -29,7 +29,7 @@ from eth_hash.auto import keccak
 from eth_utils import to_canonical_address, to_checksum_address
 from web3 import Web3
 
-from sim.chain.accounts import DevAccount, derive_accounts
+from sim.chain.accounts import DevAccount, checksum_address, derive_accounts
 from sim.chain.backend import (
     BlockHead,
     ChainBackend,
@@ -244,7 +244,7 @@ class ChainSession:
                 f"nonce {nonce} of {sender} is not issued and unconfirmed "
                 f"(confirmed {self._confirmed_nonce.get(sender, 0)}, next {issued})"
             )
-        to_checksum = None if to is None else to_checksum_address(to)
+        to_checksum = None if to is None else checksum_address(to)
         raw, tx_hash = sign_dynamic_fee_tx(
             self._keys[sender],
             chain_id=self.genesis.chain_id,

@@ -111,17 +111,27 @@ def position_notional(size_base: int, price_e8: int) -> int:
 def health_of(
     account: AccountState, prices_e8: Sequence[int], risk: Sequence[MarketRisk]
 ) -> Health:
-    """``MarginExchange._health`` in Python."""
+    """``MarginExchange._health`` in Python (``position_value``, ``position_notional`` and
+    ``_ceil_div`` written out: it runs for every account every block)."""
     equity = account.collateral_units
     im = mm = total = 0
     for m, p in account.positions.items():
-        price = prices_e8[m]
-        equity += position_value(p.size_base, price) - p.open_notional_units
-        n = position_notional(p.size_base, price)
+        size, price, r = p.size_base, prices_e8[m], risk[m]
+        equity += size * price // VALUE_SCALE - p.open_notional_units
+        n = -(-(abs(size) * price) // VALUE_SCALE)
         total += n
-        im += _ceil_div(n * risk[m].initial_margin_ppm, PPM)
-        mm += _ceil_div(n * risk[m].maintenance_margin_ppm, PPM)
+        im += -(-(n * r.initial_margin_ppm) // PPM)
+        mm += -(-(n * r.maintenance_margin_ppm) // PPM)
     return Health(equity, im, mm, total)
+
+
+def equity_of(account: AccountState, prices_e8: Sequence[int]) -> int:
+    """``health_of(...).equity_units`` alone: collateral plus each position's value (rounded
+    down) less its cost basis."""
+    equity = account.collateral_units
+    for m, p in account.positions.items():
+        equity += p.size_base * prices_e8[m] // VALUE_SCALE - p.open_notional_units
+    return equity
 
 
 def contagion_markets(
@@ -199,7 +209,7 @@ class AccountBook:
         """Update every account's liquidatable spell at ``prices_e8``; return the liquidatable."""
         out = []
         for a in self.accounts.values():
-            if a.positions and self.health(a, prices_e8).liquidatable:
+            if a.positions and health_of(a, prices_e8, self.risk).liquidatable:
                 if a.first_liquidatable_block is None:
                     a.first_liquidatable_block = block
                 out.append(a)

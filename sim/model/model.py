@@ -138,6 +138,10 @@ class LiqSimModel(mesa.Model):
             first_price=self.first_price,
         )
         self.view.next_base_fee_wei = self.builder.base_fee_wei()
+        self._mempool_window = MempoolWindow(self.builder.mempool)  # a window, no copy
+        self._fees: FeeEstimates | None = None
+        # healthOf answers read since the chain's head block: (head, {candidates: answer})
+        self._health_reads: tuple[int, dict[tuple[tuple[str, int], ...], list[tuple]]] = (-1, {})
         self.fee_history = FeeHistory(
             floor_tip_wei=0
             if self.gas_free
@@ -302,11 +306,32 @@ class LiqSimModel(mesa.Model):
     def confirm_liquidatable(
         self, candidates: Sequence[AccountState]
     ) -> list[tuple[AccountState, int]]:
-        """One ``healthOf`` read: the candidates the chain says are liquidatable, with equity."""
-        healths = self.system.healths(
-            [a.owner for a in candidates], [a.subaccount for a in candidates]
-        )
+        """One ``healthOf`` read: the candidates the chain says are liquidatable, with equity.
+        The same candidates asked again before the next block is mined get the same answer
+        without another call (liquidators often share a candidate list)."""
+        head = self.session.head().number
+        if self._health_reads[0] != head:
+            self._health_reads = (head, {})
+        keys = tuple((a.owner, a.subaccount) for a in candidates)
+        healths = self._health_reads[1].get(keys)
+        if healths is None:
+            healths = self._health_reads[1][keys] = self.system.healths(
+                [a.owner for a in candidates], [a.subaccount for a in candidates]
+            )
         return [(a, h[0]) for a, h in zip(candidates, healths, strict=True) if h[4]]
+
+    def _fee_estimates(self) -> FeeEstimates:
+        """The next block's fee estimates, one object for every agent that sees the same next
+        base fee (the tip and the gas token's price are read when asked)."""
+        fees = self._fees
+        if fees is None or fees.next_base_fee_wei != self.view.next_base_fee_wei:
+            fees = self._fees = FeeEstimates(
+                self.view.next_base_fee_wei,
+                self.gas_free,
+                self.gas_token_price_usd,
+                self.fee_history.suggest_tip_wei,
+            )
+        return fees
 
     def view_for(self, agent: ChainAgent) -> AgentView:
         """What ``agent`` may know this step."""
@@ -315,13 +340,8 @@ class LiqSimModel(mesa.Model):
             step=self.block,
             block_time_s=self.session.block_time_s,
             chain=self.view,
-            mempool=MempoolWindow(self.builder.mempool),
-            fees=FeeEstimates(
-                self.view.next_base_fee_wei,
-                self.gas_free,
-                self.gas_token_price_usd,
-                self.fee_history.suggest_tip_wei,
-            ),
+            mempool=self._mempool_window,
+            fees=self._fee_estimates(),
             liquidatable=self.liquidatable,
             _external=self.external,
             _health_of=self.confirm_liquidatable,

@@ -17,6 +17,7 @@ from sim.exchange.book import (
     AccountBook,
     AccountState,
     contagion_markets,
+    equity_of,
     position_notional,
 )
 from sim.market.builder import SKIP_FEE_CAP, SKIP_NO_SPACE
@@ -254,9 +255,7 @@ class Recorder:
         oi = sum(
             position_notional(p.size_base, prices[m]) for a in held for m, p in a.positions.items()
         )
-        losses = marked_losses(
-            held, view.book, prices, external, view.bad_debt_units, view.insurance_units
-        )
+        losses = marked_losses(held, prices, external, view.bad_debt_units, view.insurance_units)
         row: dict[str, Any] = {
             "block": model.block,
             "chain_block": result.block.number,
@@ -384,7 +383,6 @@ def _closed_notional(kind: str, a: dict[str, Any], closes: list[dict[str, Any]])
 
 def marked_losses(
     held: list[AccountState],
-    book: AccountBook,
     margin_prices_e8: list[int],
     external_prices_e8: list[int],
     bad_debt_units: int,
@@ -400,11 +398,11 @@ def marked_losses(
     negative = negative_ext = 0
     underwater = 0
     for a in held:
-        eq = book.health(a, margin_prices_e8).equity_units
+        eq = equity_of(a, margin_prices_e8)
         if eq < 0:
             negative -= eq
             underwater += 1
-        eq_ext = book.health(a, external_prices_e8).equity_units
+        eq_ext = equity_of(a, external_prices_e8)
         if eq_ext < 0:
             negative_ext -= eq_ext
     return {

@@ -418,6 +418,9 @@ class ExternalMarket:
         self._flow = np.zeros_like(exo)  # decayed flow at each block (valid up to _through)
         self._spill = np.zeros_like(exo)
         self._through = np.full(n, -1)  # last block whose flow is computed (= observed)
+        # price_e8 already read, by (market index, block): an observed block's price never
+        # changes (apply_trade refuses to move it), so a stored one is never out of date
+        self._observed_price_e8: dict[tuple[int, int], int] = {}
 
     @classmethod
     def from_scenario(
@@ -553,12 +556,20 @@ class ExternalMarket:
     def price_e8(self, market: str | int, block: int) -> int:
         """:meth:`price` in the oracle's units (USD x 1e8, rounded to nearest); a price that
         rounds to 0 raises :class:`PricePathError`."""
-        value = round(self.price(market, block) * 1e8)
-        if value <= 0:
-            i = self.index(market)
-            raise PricePathError(
-                f"market '{self._names[i]}', block {block}: external price rounds to 0 in 1e-8 USD"
-            )
+        if type(market) is int and type(block) is int:  # stored under validated ints only
+            value = self._observed_price_e8.get((market, block))
+            if value is not None:
+                return value
+        i, b = self.index(market), self._block(block)
+        value = self._observed_price_e8.get((i, b))
+        if value is None:
+            value = round(self.price(i, b) * 1e8)
+            if value <= 0:
+                raise PricePathError(
+                    f"market '{self._names[i]}', block {block}: external price rounds to 0 in "
+                    "1e-8 USD"
+                )
+            self._observed_price_e8[i, b] = value
         return value
 
     def prices(self, block: int) -> dict[str, float]:

@@ -266,11 +266,12 @@ class AnvilBackend:
                     f"block {number} refused: transaction #{i} 0x{hashes[i].hex()} "
                     f"(nonce {_nonce_text(raw)}) is invalid: {exc.message}"
                 ) from exc
-        self._check_pool(number, raw_txs, hashes)
+        if raw_txs:  # an empty block needs neither (a stray transaction fails _check_mined)
+            self._check_pool(number, raw_txs, hashes)
         rpc.request("evm_mine", timestamp)
         block = rpc.request("eth_getBlockByNumber", hex(number), False)
         self._check_mined(block, number, hashes, timestamp, base_fee_wei)
-        receipts = rpc.request("eth_getBlockReceipts", hex(number))
+        receipts = rpc.request("eth_getBlockReceipts", hex(number)) if raw_txs else []
         mined = tuple(
             self._mined_tx(i, raw, receipt)
             for i, (raw, receipt) in enumerate(zip(raw_txs, receipts, strict=True))
