@@ -48,7 +48,7 @@ contracts: $(NODE_STAMP)
 	node contracts/compile.mjs
 
 # The experiments behind the README's results, on the anvil backend (resumable: a rerun reuses
-# finished runs), and docs/results.md written from them (about 80 minutes on 2 cores).
+# finished runs), and docs/results.md written from them (75-90 minutes on 2 cores).
 results: $(STAMP) $(NODE_STAMP)
 	$(PY) -m sim.experiments.results --out runs/results
 
