@@ -47,9 +47,10 @@ REGIME_METRICS = (
 )
 
 
-#: The phase diagram's x axis: every market's public 1% depth, from a tenth of ETH's (Kaiko) to
-#: BTC's (the scenario's ETH 46 M USD and BTC 115 M USD are in the range).
-PHASE_DEPTHS_USD = ("5000000", "10000000", "20000000", "46000000", "115000000")
+#: The phase diagram's x axis: every market's public 1% depth, thinning from BTC's to a tenth of
+#: ETH's (the scenario's ETH 46 M USD and BTC 115 M USD: Kaiko), so the tipping point along a row
+#: is the depth at which the cascade tips as the market thins.
+PHASE_DEPTHS_USD = ("115000000", "46000000", "20000000", "10000000", "5000000")
 #: The frictionless twin with the scenario's own depths: without endogenous impact the depth is
 #: never read, so one comparison run per seed and margin mode serves the whole row.
 PHASE_COMPARISON = tuple(
@@ -85,6 +86,8 @@ def steps(factorial_seeds: int, seeds: int) -> list[Step]:
         *PHASE_COMPARISON,
         "--seeds",
         f,
+        "--runs-dir",  # shared with the losses map below
+        "{out}/phase-runs",
     )
     return [
         Step("amplify-default", ("amplify", "scenarios/default.toml", "--seeds", f)),
@@ -134,13 +137,7 @@ def steps(factorial_seeds: int, seeds: int) -> list[Step]:
             # the same runs mapped on trader losses: counts miss the losses of accounts left
             # under water (no new run: the runs folder is the phase diagram's)
             "phase-default-losses",
-            (
-                *phase_argv,
-                "--metric",
-                "trader_losses_usd",
-                "--runs-dir",
-                "{out}/phase-default/runs",
-            ),
+            (*phase_argv, "--metric", "trader_losses_usd"),
         ),
         Step(
             "sensitivity-default",
