@@ -150,6 +150,15 @@ def test_replay_steps_through_the_recorded_blocks(tiny_run):
     assert model.block == 0 and model.running
 
 
+def test_replayed_priced_out_line_is_the_live_one(finished_live, tiny_run):
+    """The blocks table's priced_out_txs gives replay the live model's priced-out total."""
+    live = finished_live.snapshot().priced_out.sum(axis=1)
+    replay = ReplayModel(tiny_run)
+    replay.seek(replay.total)
+    rebuilt = replay.snapshot().priced_out["all"]
+    assert list(rebuilt) == list(live)
+
+
 def test_replayed_mempool_is_the_live_one(finished_live, tiny_run):
     """The mempool's history rebuilt from the tables is what the live model saw."""
     live = finished_live.snapshot().waiting

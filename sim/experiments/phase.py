@@ -492,7 +492,7 @@ def report_text(
         lines += [
             f"## Tipping points ({what} > {threshold:g})",
             "",
-            f"Along each row (`{x.path}` rising in the order given):",
+            f"Along each row (`{x.path}` in the order given):",
             "",
             markdown_table(_crossing_table(rows, y.path, x.path)),
             "",

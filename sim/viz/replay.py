@@ -132,5 +132,15 @@ class ReplayModel(mesa.Model):
             adl=adl[adl["block"] < b].reset_index(drop=True),
             dropped=self.dropped[self.dropped["block"] < b].reset_index(drop=True),
             waiting=self.waiting.iloc[:b],
-            priced_out=None,
+            priced_out=self._priced_out(b),
+        )
+
+    def _priced_out(self, b: int) -> pd.DataFrame | None:
+        """Our transactions each block left out for their fee (all senders in one column);
+        None for run folders written before the blocks table had the column."""
+        blocks = self.tables["blocks"]
+        if "priced_out_txs" not in blocks:
+            return None
+        return pd.DataFrame(
+            {"all": blocks["priced_out_txs"].to_numpy()[:b]}, index=self.waiting.index[:b]
         )
