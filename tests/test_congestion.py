@@ -272,3 +272,86 @@ def test_block_space_counts_full_blocks_and_crowded_rescues():
     assert b["oracle_reports"]["inclusion_delay_blocks"]["max"] == 1
     assert b["inclusion_delay_blocks_by_kind"]["liquidator"]["max"] == 7
     assert longest_run(pd.Series([True, False, True, True, True])) == 3
+
+
+# ------------------------------------------------------------ queued background demand
+
+
+def _block(demand, step, gas_limit, activity=()):
+    """One block of background bids alone: offered, selected, settled; returns the bids and
+    the gas each got."""
+    demand.observe([100.0], activity=activity)
+    bids = demand(step, 0)
+    selection = select_transactions(
+        {},
+        chain_nonce=lambda s: 0,
+        balance_wei=lambda s: 10**30,
+        base_fee_wei=0,
+        gas_limit=gas_limit,
+        background=bids,
+    )
+    demand.settle(selection.background_included)
+    return bids, selection.background_included
+
+
+def test_left_out_activity_bids_come_back_with_their_remaining_gas():
+    demand = BackgroundDemand(_Flat(), activity_multiple=10, queue_blocks=3)
+    # 1M gas at 50 gwei (activity) and 1M at 2 gwei (elastic) for 600k of space
+    bids, got = _block(demand, 0, 600_000, activity=[(50 * GWEI, 100_000)])
+    assert dict(zip(bids, got, strict=True)) == {
+        BackgroundBid(1_000_000, 2 * GWEI): 0,
+        BackgroundBid(1_000_000, 50 * GWEI): 600_000,
+    }
+    # the elastic part re-decides; the activity remainder keeps bidding at its tip
+    assert demand.queued == ((BackgroundBid(400_000, 50 * GWEI), 1),)
+    bids, got = _block(demand, 1, 600_000)
+    assert bids[0] == BackgroundBid(400_000, 50 * GWEI)  # queued first, then fresh
+    assert got == (400_000, 200_000)
+    assert demand.queued == ()  # fully included: does not come back
+
+
+def test_queued_bids_expire_after_queue_blocks_and_nothing_queues_when_off():
+    demand = BackgroundDemand(_Flat(), activity_multiple=10, queue_blocks=2)
+    offered = []
+    for step in range(5):
+        activity = [(50 * GWEI, 100_000)] if step == 0 else []
+        bids, _ = _block(demand, step, 0, activity=activity)  # no space at all
+        offered.append(sum(b.gas for b in bids if b.priority_fee_wei == 50 * GWEI))
+    assert offered == [1_000_000, 1_000_000, 1_000_000, 0, 0]  # first offer + 2 blocks queued
+    off = BackgroundDemand(_Flat(), activity_multiple=10)
+    _block(off, 0, 0, activity=[(50 * GWEI, 100_000)])
+    off.observe([100.0])  # no activity this time
+    assert off.queued == () and off(1, 0) == (BackgroundBid(1_000_000, 2 * GWEI),)
+
+
+def test_queued_urgent_bids_keep_their_fee_caps():
+    demand = BackgroundDemand(_Flat(), urgent=_urgent(block_gas_limit=1_000_000), queue_blocks=1)
+    price = 100.0
+    for k in range(50):
+        price *= math.exp(0.01 * (1 if k % 2 else -1))
+        demand.observe([price])
+    bids = demand(0, 0)
+    urgent = [b for b in bids if b.max_fee_wei is not None]
+    assert urgent
+    demand.settle([0] * len(bids))  # nothing got in
+    assert [bid for bid, _ in demand.queued] == urgent  # same gas, tips and caps
+    with pytest.raises(ValueError):
+        demand.settle([0])  # one included gas per offered bid
+
+
+def test_queued_background_demand_makes_congestion_a_backlog():
+    """End to end: with fee caps that do not bind, the urgent and activity gas left out of full
+    blocks queues, so more blocks are full and more background gas waits than without."""
+    figures = {}
+    for q in (0, 10):
+        s = resolve_scenario(
+            TINY, ["background.urgent_max_fee_multiple=100", f"background.queue_blocks={q}"]
+        )
+        model = LiqSimModel(s, seed=1)
+        model.run()
+        blocks = model.recorder.tables()["blocks"]
+        unmet = blocks["background_gas_demanded"] - blocks["background_gas_used"]
+        figures[q] = ((unmet > 0).mean(), unmet.sum(), blocks["block_fill"].mean())
+    assert figures[10][0] > figures[0][0]  # full-block share
+    assert figures[10][1] > 2 * figures[0][1]  # background gas left waiting
+    assert figures[10][2] >= figures[0][2]

@@ -27,6 +27,7 @@ MECHANISMS_OFF = {
     "background tips over several levels": "background.tip_tiers=1",
     "urgent demand driven by volatility": "background.urgent_utilization=0",
     "the chain's bots echoing ours": "background.activity_multiple=0",
+    "background bids that did not get in queueing": "background.queue_blocks=0",
     "pre-London first-price market": "chain.fee_market=eip1559",
     "traders' tips from the fee history": "traders.tip_from_fee_history=false",
     "traders speeding up their own transactions": "traders.speed_up_after_blocks=0",

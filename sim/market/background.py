@@ -20,6 +20,13 @@ transactions for space (docs/block-market.md). Three parts, each switchable in `
   do what ours did: each of our liquidation or arbitrage transactions in the last block comes
   back as ``activity_multiple`` times its gas at its tip. Liquidation rushes here crowd blocks.
 
+**Queueing** (``queue_blocks``, 0 = off): by default every block's bids are fresh and what did
+not get in vanishes. With ``queue_blocks = n > 0`` the urgent and activity gas the builder left
+out of a block (it reports each bid's included gas to :meth:`BackgroundDemand.settle`) bids again
+in the next block, at its own tip and fee cap, alongside that block's fresh bids, until it is
+included or has waited ``n`` blocks. The elastic part stays fresh: it is price-sensitive demand
+that re-decides each block.
+
 Under the first-price fee market (``chain.fee_market = "first_price"``, pre-London) the base fee
 is 0, so nothing prices the elastic part out: when demand exceeds the gas limit blocks stay full
 and the tip (the gas price) decides who gets in.
@@ -141,7 +148,8 @@ class BackgroundDemand:
     """Supplies the block builder with each block's background bids (see the module docstring).
 
     The model calls :meth:`observe` once per block before the block is built (external prices,
-    our last block's liquidation and arbitrage transactions); the builder calls the object.
+    our last block's liquidation and arbitrage transactions); the builder calls the object, and
+    after selecting the block tells :meth:`settle` how much gas of each bid got in.
     """
 
     def __init__(
@@ -151,14 +159,21 @@ class BackgroundDemand:
         shape: TierShape = TierShape(),
         urgent: UrgentDemandParams | None = None,
         activity_multiple: float = 0.0,
+        queue_blocks: int = 0,
     ):
+        if queue_blocks < 0:
+            raise ValueError(f"queue_blocks must be >= 0, got {queue_blocks}")
         self.profile = profile
         self.shape = shape
         self.urgent = urgent
         self.stress_meter = None if urgent is None else VolatilityStress(urgent)
         self.activity_multiple = activity_multiple
         self._activity: tuple[tuple[int, int], ...] = ()
+        self.queue_blocks = queue_blocks
         self.last_bids: tuple[BackgroundBid, ...] = ()
+        # blocks each of ``last_bids`` has waited (None: elastic, never queued)
+        self._ages: tuple[int | None, ...] = ()
+        self.queued: tuple[tuple[BackgroundBid, int], ...] = ()  # (left-out bid, blocks waited)
 
     @property
     def stress(self) -> float:
@@ -186,11 +201,36 @@ class BackgroundDemand:
         return [BackgroundBid(int(gas * k), tip) for tip, gas in self._activity if gas * k >= 1]
 
     def __call__(self, step: int, base_fee_wei: int) -> tuple[BackgroundBid, ...]:
-        bids: list[BackgroundBid] = []
+        """This block's bids: queued ones first (they arrived earlier), then fresh elastic,
+        urgent and activity bids."""
+        bids: list[BackgroundBid] = [bid for bid, _ in self.queued]
+        ages: list[int | None] = [age for _, age in self.queued]
+        self.queued = ()  # offered now; settle() queues what is left out
         if self.profile is not None:
             gas, tip = self.profile.at(step, base_fee_wei)
-            bids += spread_bid(gas, tip, self.shape.tiers, self.shape.dispersion)
-            bids += self._urgent_bids()
-            bids += self._activity_bids()
+            elastic = spread_bid(gas, tip, self.shape.tiers, self.shape.dispersion)
+            inelastic = self._urgent_bids() + self._activity_bids()
+            bids += elastic + inelastic
+            ages += [None] * len(elastic) + [0] * len(inelastic)
         self.last_bids = tuple(bids)
+        self._ages = tuple(ages)
         return self.last_bids
+
+    def settle(self, included_gas: Sequence[int]) -> None:
+        """The gas of each of :attr:`last_bids` that got into the block (same order). With
+        ``queue_blocks > 0`` the urgent and activity gas left out bids again next block, until
+        it has waited ``queue_blocks`` blocks; otherwise this does nothing."""
+        if self.queue_blocks <= 0:
+            return
+        if len(included_gas) != len(self.last_bids):
+            raise ValueError(
+                f"settle needs one included gas per bid: {len(included_gas)} for "
+                f"{len(self.last_bids)} bids"
+            )
+        queued: list[tuple[BackgroundBid, int]] = []
+        for bid, age, got in zip(self.last_bids, self._ages, included_gas, strict=True):
+            left = bid.gas - got
+            if age is None or left <= 0 or age + 1 > self.queue_blocks:
+                continue
+            queued.append((BackgroundBid(left, bid.priority_fee_wei, bid.max_fee_wei), age + 1))
+        self.queued = tuple(queued)

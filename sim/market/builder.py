@@ -15,7 +15,9 @@ Selection (``select_transactions``, pure):
   executing. Such transactions stay pending (the backlog) for later blocks.
 * Background bids take space by priority fee too: a bid at least as high as a candidate's
   effective priority fee goes first (ties go to the background); bids whose fee cap is below
-  the base fee stay out.
+  the base fee stay out. ``Selection.background_included`` is the gas of each offered bid that
+  got in (a bid may be partly included); the builder hands it back to background demand that
+  has a ``settle`` method (queued background demand, sim/market/background.py).
 
 These rules guarantee the backend never sees a transaction that is invalid at the protocol
 level (bad nonce, fee cap below base fee, unaffordable gas, block gas exceeded).
@@ -56,6 +58,7 @@ class Selection:
     background_gas: int  # background gas that got into the block
     background_demand_gas: int  # background gas that wanted in at this base fee
     background_tips: tuple[tuple[int, int], ...]  # (priority fee, gas) of the bids that got in
+    background_included: tuple[int, ...]  # gas of each offered bid that got in, in offer order
     waiting: tuple[tuple[PendingTx, str], ...]  # first skipped tx of each sender, and why
     stale: tuple[PendingTx, ...]  # nonce already used on chain: to be dropped
 
@@ -64,18 +67,20 @@ class _Bids:
     """Background bids in priority order, taking space as the builder walks down the fees."""
 
     def __init__(self, bids: Sequence[BackgroundBid], base_fee_wei: int) -> None:
-        active = [bid for bid in bids if bid.active_at(base_fee_wei)]
-        self._queue = sorted(active, key=lambda bid: -bid.priority_fee_wei)
-        self.demand_gas = sum(bid.gas for bid in active)
+        active = [(i, bid) for i, bid in enumerate(bids) if bid.active_at(base_fee_wei)]
+        self._queue = sorted(active, key=lambda item: -item[1].priority_fee_wei)
+        self.demand_gas = sum(bid.gas for _, bid in active)
         self.used_gas = 0
         self.taken: list[tuple[int, int]] = []  # (priority fee, gas) of each bid that got in
+        self.included = [0] * len(bids)  # gas of each bid that got in, in offer order
 
     def take_down_to(self, priority_fee_wei: int, space: int) -> int:
         """Bids paying at least ``priority_fee_wei`` take space; returns the space left."""
-        while self._queue and self._queue[0].priority_fee_wei >= priority_fee_wei:
-            bid = self._queue.pop(0)
+        while self._queue and self._queue[0][1].priority_fee_wei >= priority_fee_wei:
+            index, bid = self._queue.pop(0)
             taken = min(bid.gas, space)
             self.used_gas += taken
+            self.included[index] = taken
             if taken > 0:
                 self.taken.append((bid.priority_fee_wei, taken))
             space -= taken
@@ -152,6 +157,7 @@ def select_transactions(
         background_gas=bids.used_gas,
         background_demand_gas=bids.demand_gas,
         background_tips=tuple(bids.taken),
+        background_included=tuple(bids.included),
         waiting=tuple(waiting),
         stale=tuple(stale),
     )
@@ -244,6 +250,9 @@ class BlockBuilder:
         block = self.session.mine([entry.signed for entry in selection.chosen], base_fee)
         self.mempool.remove(selection.chosen)
         self.fee_market.record(block.number, selection.background_gas)
+        settle = getattr(self.background, "settle", None)
+        if settle is not None:  # background demand that queues what was left out
+            settle(selection.background_included)
         records = tuple(
             tx_record(
                 block=block,

@@ -44,6 +44,7 @@ def background_demand(s: Scenario, gas_free: bool) -> BackgroundDemand:
         shape=TierShape(bg.tip_tiers, bg.tip_dispersion),
         urgent=urgent_params(s) if bg.urgent_utilization > 0 else None,
         activity_multiple=bg.activity_multiple,
+        queue_blocks=bg.queue_blocks,
     )
 
 

@@ -210,7 +210,8 @@ class Background:
     This elastic demand is spread over ``tip_tiers`` tip levels. On top of it: urgent,
     fee-inelastic demand that follows the realised volatility of the external markets, and
     the rest of the chain's liquidation and arbitrage activity echoing ours
-    (``activity_multiple``). See sim/market/background.py and docs/block-market.md.
+    (``activity_multiple``); what of those two parts stays out can queue (``queue_blocks``).
+    See sim/market/background.py and docs/block-market.md.
     """
 
     base_utilization: float = param(
@@ -320,6 +321,16 @@ class Background:
         "(rushes here crowd blocks). 0 turns it off.",
         ge=0,
         le=1000,
+    )
+    queue_blocks: int = param(
+        0,
+        "Blocks a fee-inelastic background bid (urgent and activity parts) that did not get in "
+        "keeps bidding, at its own tip and fee cap, alongside each block's fresh bids; 0: it "
+        "vanishes (stylized). The elastic part is always drawn fresh (price-sensitive demand "
+        "re-decides each block).",
+        unit="blocks",
+        ge=0,
+        le=100,
     )
 
 
