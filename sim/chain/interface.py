@@ -10,11 +10,11 @@ views. The implementations are ``sim.chain.pyevm`` (embedded, the reference) and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
 
     from web3 import Web3
 
@@ -85,16 +85,16 @@ class BlockHead:
 
 
 @dataclass(frozen=True)
-class MinedBlock:
-    """A mined block and the outcome of each of its transactions, in block order."""
+class MinedBlock(BlockHead):
+    """A mined block: its header facts and the outcome of each of its transactions, in block
+    order."""
 
-    number: int
-    timestamp: int
-    base_fee_wei: int
-    gas_used: int
-    gas_limit: int
-    block_hash: bytes
     txs: tuple[MinedTx, ...]
+
+    @classmethod
+    def of(cls, head: BlockHead, txs: Iterable[MinedTx]) -> MinedBlock:
+        """The block with header ``head`` that carried ``txs``."""
+        return cls(**{f.name: getattr(head, f.name) for f in fields(BlockHead)}, txs=tuple(txs))
 
     @property
     def head(self) -> BlockHead:

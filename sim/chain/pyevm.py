@@ -244,15 +244,7 @@ class PyEVMBackend:
     # -- reads ---------------------------------------------------------------------------------
 
     def head(self) -> BlockHead:
-        header = self._chain.get_canonical_head()
-        return BlockHead(
-            number=header.block_number,
-            timestamp=header.timestamp,
-            base_fee_wei=header.base_fee_per_gas,
-            gas_used=header.gas_used,
-            gas_limit=header.gas_limit,
-            block_hash=header.hash,
-        )
+        return _head_of(self._chain.get_canonical_head())
 
     def balance(self, address: str) -> int:
         return self._views.state().get_balance(to_canonical_address(address))
@@ -323,15 +315,7 @@ class PyEVMBackend:
             )
             for i, (raw, tx) in enumerate(zip(raw_txs, txs, strict=True))
         )
-        return MinedBlock(
-            number=header.block_number,
-            timestamp=header.timestamp,
-            base_fee_wei=header.base_fee_per_gas,
-            gas_used=header.gas_used,
-            gas_limit=header.gas_limit,
-            block_hash=header.hash,
-            txs=mined,
-        )
+        return MinedBlock.of(_head_of(header), mined)
 
     def _decode_raw(self, index: int, raw: bytes) -> SignedTransactionAPI:
         if not raw or raw[0] != DYNAMIC_FEE_TX_TYPE:
@@ -415,3 +399,15 @@ class PyEVMBackend:
 
     def close(self) -> None:
         """Nothing to release: the chain lives in this process's memory."""
+
+
+def _head_of(header) -> BlockHead:
+    """A py-evm block header's facts."""
+    return BlockHead(
+        number=header.block_number,
+        timestamp=header.timestamp,
+        base_fee_wei=header.base_fee_per_gas,
+        gas_used=header.gas_used,
+        gas_limit=header.gas_limit,
+        block_hash=header.hash,
+    )

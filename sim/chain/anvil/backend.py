@@ -277,10 +277,7 @@ class AnvilBackend:
             for i, (raw, receipt) in enumerate(zip(raw_txs, receipts, strict=True))
         )
         self._head = _head_of(block)
-        h = self._head
-        return MinedBlock(
-            h.number, h.timestamp, h.base_fee_wei, h.gas_used, h.gas_limit, h.block_hash, mined
-        )
+        return MinedBlock.of(self._head, mined)
 
     def _check_type(self, index: int, raw: bytes) -> bytes:
         if not raw or raw[0] != DYNAMIC_FEE_TX_TYPE:
